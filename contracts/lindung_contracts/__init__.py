@@ -1,0 +1,49 @@
+"""Lindung's public event contracts: the only code every service shares besides the runtime.
+
+Topics and body field names here are a public contract: fields may be added, never renamed.
+"""
+
+from lindung_contracts import topics
+from lindung_contracts.cloudevents import CloudEventHeaders, cloudevent_headers
+from lindung_contracts.events import (
+    ALL_EVENTS,
+    ContributionInvoiced,
+    CoverageActivated,
+    CoverageExpiring,
+    DayStarted,
+    DigestSent,
+    EligibilityConfirmed,
+    EligibilityRejected,
+    Event,
+    FieldError,
+    PaymentReceived,
+    ProgramPublished,
+    Reason,
+    RegistrationRejected,
+    RegistrationRequested,
+    WorkerRegistered,
+    event_for_topic,
+)
+
+__all__ = [
+    "ALL_EVENTS",
+    "CloudEventHeaders",
+    "ContributionInvoiced",
+    "CoverageActivated",
+    "CoverageExpiring",
+    "DayStarted",
+    "DigestSent",
+    "EligibilityConfirmed",
+    "EligibilityRejected",
+    "Event",
+    "FieldError",
+    "PaymentReceived",
+    "ProgramPublished",
+    "Reason",
+    "RegistrationRejected",
+    "RegistrationRequested",
+    "WorkerRegistered",
+    "cloudevent_headers",
+    "event_for_topic",
+    "topics",
+]

@@ -1,0 +1,40 @@
+"""CloudEvents 1.0 binary content mode for Kafka: metadata in `ce_*` headers, the event as body.
+
+See the CloudEvents Kafka protocol binding. Upstream systems may publish with any Kafka client as
+long as they set these headers; `ce_id` is what consumers deduplicate on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TypedDict
+
+SPECVERSION = "1.0"
+CONTENT_TYPE = "application/json"
+
+
+class CloudEventHeaders(TypedDict):
+    ce_specversion: str
+    ce_id: str
+    ce_type: str
+    ce_source: str
+    ce_time: str
+
+
+def cloudevent_headers(
+    ce_type: str,
+    source: str,
+    *,
+    event_id: str | None = None,
+    time: datetime | None = None,
+) -> dict[str, str]:
+    """The headers of one event; a fresh id unless the caller must keep one (e.g. a replay)."""
+    return {
+        "ce_specversion": SPECVERSION,
+        "ce_id": event_id or str(uuid.uuid4()),
+        "ce_type": ce_type,
+        "ce_source": source,
+        "ce_time": (time or datetime.now(UTC)).isoformat(),
+        "content-type": CONTENT_TYPE,
+    }

@@ -1,0 +1,273 @@
+"""The events that cross service boundaries, as immutable pydantic models.
+
+Each model knows its topic, its CloudEvents type and the field it is keyed by. Consumers are
+tolerant readers (unknown fields are ignored), so producers may add fields without breaking them.
+Money is whole Rupiah (`int`, never float); dates are `date`, instants are timezone-aware.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from lindung_contracts import topics
+
+Rupiah = Annotated[int, Field(strict=True, ge=0, description="Whole Rupiah (IDR), never fractional")]
+PositiveRupiah = Annotated[int, Field(strict=True, gt=0, description="Whole Rupiah (IDR)")]
+Nik = Annotated[str, Field(pattern=r"^\d{16}$", description="16-digit NIK (Nomor Induk Kependudukan)")]
+RegionCode = Annotated[str, Field(pattern=r"^\d{4}$", description="Kemendagri province+regency code")]
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+Period = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Calendar month")]
+ShortText = Annotated[str, Field(max_length=200)]
+
+
+def _unique_sorted(days: list[int]) -> list[int]:
+    return sorted(set(days), reverse=True)
+
+
+class Event(BaseModel):
+    """Base of every event: frozen, tolerant of unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    TOPIC: ClassVar[str]
+    KEY_FIELD: ClassVar[str | None] = None
+    VERSION: ClassVar[int] = 1
+
+    @classmethod
+    def ce_type(cls) -> str:
+        """CloudEvents `type`: a stable, versioned name (`id.lindung.WorkerRegistered.v1`)."""
+        return f"id.lindung.{cls.__name__}.v{cls.VERSION}"
+
+    def key(self) -> str | None:
+        return str(getattr(self, self.KEY_FIELD)) if self.KEY_FIELD else None
+
+
+class ProgramPublished(Event):
+    """A sponsor's programme (one PKS term): who is covered, for how long, and who to alert."""
+
+    TOPIC: ClassVar[str] = topics.PROGRAM_PUBLISHED
+    KEY_FIELD: ClassVar[str | None] = "program_id"
+
+    program_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    name: ShortText
+    sponsor: ShortText
+    region_code: RegionCode
+    additional_region_codes: list[RegionCode] = Field(
+        default_factory=list,
+        description="Other regency codes accepted (e.g. 5312 NIKs issued before the 2007 split)",
+    )
+    quota: Annotated[int, Field(strict=True, gt=0)]
+    coverage_start: date
+    coverage_end: date
+    reported_income_idr: Annotated[int, Field(strict=True, ge=1_000_000)] = 1_000_000
+    min_age: Annotated[int, Field(ge=0, le=120)] = 18
+    max_age: Annotated[int, Field(ge=0, le=120)] = 65
+    alert_days_before_end: Annotated[list[Annotated[int, Field(ge=0, le=366)]], AfterValidator(_unique_sorted)] = Field(
+        default_factory=lambda: [30, 14, 7]
+    )
+    staff_emails: list[Email] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ProgramPublished:
+        if self.coverage_end < self.coverage_start:
+            raise ValueError("coverage_end is before coverage_start")
+        if self.min_age > self.max_age:
+            raise ValueError("min_age is above max_age")
+        return self
+
+    @property
+    def region_codes(self) -> frozenset[str]:
+        return frozenset([self.region_code, *self.additional_region_codes])
+
+
+class RegistrationRequested(Event):
+    """An upstream request to enrol one worker, as given: the registration service validates it.
+
+    Fields are deliberately loose strings so that a bad value gets a per-field rejection instead
+    of a dead letter; only a body that is not this shape at all is dead-lettered.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
+    TOPIC: ClassVar[str] = topics.REGISTRATION_REQUESTED
+    KEY_FIELD: ClassVar[str | None] = "nik"
+
+    program_id: str
+    nik: str
+    full_name: str = ""
+    birth_date: str = ""
+    gender: str = ""
+    occupation: str = ""
+    village: str = ""
+    district: str = ""
+    phone: str | None = None
+
+
+class WorkerRegistered(Event):
+    TOPIC: ClassVar[str] = topics.WORKER_REGISTERED
+    KEY_FIELD: ClassVar[str | None] = "nik"
+
+    worker_id: str
+    program_id: str
+    nik: Nik
+    full_name: ShortText
+    birth_date: date
+    gender: Literal["M", "F"]
+    occupation: ShortText = ""
+    village: ShortText
+    district: ShortText
+    phone: str | None = Field(default=None, description="E.164, e.g. +6281234567890")
+    registered_at: AwareDatetime
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    field: str
+    code: str = Field(description="Stable identifier, e.g. `nik_invalid_length`")
+    message: str = Field(description="Human message in Bahasa Indonesia / English")
+
+
+class RegistrationRejected(Event):
+    TOPIC: ClassVar[str] = topics.REGISTRATION_REJECTED
+    KEY_FIELD: ClassVar[str | None] = "nik"
+
+    program_id: str
+    nik: str = Field(description="The NIK exactly as given (it may be malformed)")
+    errors: list[FieldError]
+    request_id: str | None = Field(default=None, description="ce_id of the rejected request")
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str = Field(description="Stable identifier, e.g. `quota_exhausted`")
+    message: str
+
+
+class EligibilityConfirmed(Event):
+    TOPIC: ClassVar[str] = topics.ELIGIBILITY_CONFIRMED
+    KEY_FIELD: ClassVar[str | None] = "nik"
+
+    worker_id: str
+    program_id: str
+    nik: Nik
+    coverage_start: date
+    coverage_end: date
+    decided_at: AwareDatetime
+    full_name: str = ""
+    village: str = ""
+    district: str = ""
+
+
+class EligibilityRejected(Event):
+    TOPIC: ClassVar[str] = topics.ELIGIBILITY_REJECTED
+    KEY_FIELD: ClassVar[str | None] = "nik"
+
+    worker_id: str
+    program_id: str
+    nik: Nik
+    reasons: list[Reason]
+    decided_at: AwareDatetime
+
+
+class ContributionInvoiced(Event):
+    """One worker's line on the sponsor's invoice for the programme term."""
+
+    TOPIC: ClassVar[str] = topics.CONTRIBUTION_INVOICED
+    KEY_FIELD: ClassVar[str | None] = "nik"
+
+    invoice_id: str
+    worker_id: str
+    program_id: str
+    nik: Nik
+    periods: list[Period]
+    monthly_amount_idr: Rupiah
+    amount_idr: Rupiah
+    components: dict[str, Rupiah] = Field(description='Monthly amount per programme, e.g. {"JKK": 10000, "JKM": 6800}')
+
+
+class PaymentReceived(Event):
+    TOPIC: ClassVar[str] = topics.PAYMENT_RECEIVED
+    KEY_FIELD: ClassVar[str | None] = "invoice_id"
+
+    invoice_id: str
+    amount_idr: PositiveRupiah
+    paid_at: AwareDatetime
+    reference: ShortText
+
+
+class CoverageActivated(Event):
+    TOPIC: ClassVar[str] = topics.COVERAGE_ACTIVATED
+    KEY_FIELD: ClassVar[str | None] = "nik"
+
+    worker_id: str
+    program_id: str
+    nik: Nik
+    coverage_start: date
+    coverage_end: date
+    invoice_id: str = ""
+
+
+class DayStarted(Event):
+    """The business clock: services take "today" from this, never from the wall clock."""
+
+    TOPIC: ClassVar[str] = topics.DAY_STARTED
+
+    date: date
+
+    def key(self) -> str | None:
+        return "clock"  # one partition: days arrive in order
+
+
+class CoverageExpiring(Event):
+    TOPIC: ClassVar[str] = topics.COVERAGE_EXPIRING
+    KEY_FIELD: ClassVar[str | None] = "nik"
+
+    worker_id: str
+    program_id: str
+    nik: Nik
+    coverage_end: date
+    days_left: Annotated[int, Field(ge=0)]
+    full_name: str = ""
+    village: str = ""
+    district: str = ""
+    alert_id: str = Field(default="", description="Identifies the programme's alert window")
+    alert_size: int = Field(default=0, ge=0, description="How many workers the window alerts")
+
+
+class DigestSent(Event):
+    TOPIC: ClassVar[str] = topics.DIGEST_SENT
+    KEY_FIELD: ClassVar[str | None] = "program_id"
+
+    digest_id: str
+    program_id: str
+    coverage_end: date
+    days_left: int
+    worker_count: int
+    recipients: list[str]
+    sent_at: AwareDatetime
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    ProgramPublished,
+    RegistrationRequested,
+    WorkerRegistered,
+    RegistrationRejected,
+    EligibilityConfirmed,
+    EligibilityRejected,
+    ContributionInvoiced,
+    PaymentReceived,
+    CoverageActivated,
+    DayStarted,
+    CoverageExpiring,
+    DigestSent,
+)
+
+_BY_TOPIC = {event.TOPIC: event for event in ALL_EVENTS}
+
+
+def event_for_topic(topic: str) -> type[Event]:
+    return _BY_TOPIC[topic]
