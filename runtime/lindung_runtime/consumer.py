@@ -1,0 +1,297 @@
+"""Reliable consumption, wrapped once around every handler (Watermill-style middleware).
+
+Subscribers fetch batches; for each batch, from the outside in:
+  dead letter  <-  retry with backoff  <-  one transaction: inbox + handlers + outbox
+- every record is decoded and validated first; bad input (invalid JSON, wrong shape, wrong event
+  type) goes to `<topic>.dlq` with the original bytes and headers plus the error;
+- the rest run through their handler in ONE database transaction that also records each event id
+  in the inbox, so a redelivered event is skipped and "seen" is never recorded for a failure;
+- a handler failure rolls the batch back; it is retried with backoff, and if it keeps failing the
+  batch is replayed one record per transaction, so only the poison record is dead-lettered;
+- infrastructure failures (database locked or away) are retried until they pass, never
+  dead-lettered: the offsets stay uncommitted meanwhile;
+- only if even the dead-letter publish fails does the error escape, and the subscriber's
+  NACK_ON_ERROR policy seeks back so the batch is consumed again (at-least-once).
+Each record is processed inside its own span, continuing the producer's trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import exc as sa_exc
+from sqlmodel import col, select
+
+from lindung_contracts import event_for_topic
+from lindung_contracts.topics import dead_letter_topic
+from lindung_runtime.errors import NotReadyYet, PermanentError
+from lindung_runtime.logging import get_logger
+from lindung_runtime.outbox import InboxMessage, UnitOfWork
+
+if TYPE_CHECKING:
+    from lindung_runtime.service import Service
+
+log = get_logger(__name__)
+
+Handler = Callable[..., Awaitable[None]]
+
+ERROR_HEADER = "x-lindung-error"
+ERROR_CODE_HEADER = "x-lindung-error-code"
+SERVICE_HEADER = "x-lindung-service"
+ORIGINAL_TOPIC_HEADER = "x-lindung-original-topic"
+INFRA_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, TimeoutError, OSError)
+
+
+class UnexpectedEventType(PermanentError):
+    code = "unexpected_event_type"
+
+
+Preload = Callable[[list[Any], UnitOfWork], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Route:
+    handler: Handler
+    event_type: type[BaseModel]
+    preload: Preload | None = None  # bulk-loads what the batch's handlers will look up
+
+
+@dataclass
+class Delivery:
+    """One consumed record on its way through the pipeline."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+    event_id: str
+    event: BaseModel | None = None
+
+
+def error_code(error: BaseException) -> str:
+    if isinstance(error, json.JSONDecodeError | UnicodeDecodeError):
+        return "invalid_json"
+    if isinstance(error, ValidationError):
+        return "schema_violation"
+    if isinstance(error, PermanentError | NotReadyYet):
+        return error.code
+    return "handler_error"
+
+
+def event_id_of(topic: str, headers: dict[str, str], body: bytes) -> str:
+    """The CloudEvents id; without one, a digest of the body (identical bodies are one event)."""
+    ce_id = headers.get("ce_id")
+    if ce_id:
+        return ce_id[:200]
+    return "sha256:" + hashlib.sha256(topic.encode() + b"\0" + body).hexdigest()
+
+
+def deliveries_of(raw_message: Any) -> list[Delivery]:
+    records = raw_message if isinstance(raw_message, tuple | list) else (raw_message,)
+    deliveries = []
+    for record in records:
+        headers = {k: (v.decode(errors="replace") if isinstance(v, bytes) else str(v)) for k, v in record.headers or ()}
+        value = record.value or b""
+        deliveries.append(
+            Delivery(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=record.key,
+                value=value,
+                headers=headers,
+                event_id=event_id_of(record.topic, headers, value),
+            )
+        )
+    return deliveries
+
+
+def decode(delivery: Delivery, event_type: type[BaseModel]) -> BaseModel:
+    ce_type = delivery.headers.get("ce_type")
+    try:
+        expected = event_for_topic(delivery.topic).ce_type()
+    except KeyError:
+        expected = None
+    if ce_type and expected and ce_type != expected:
+        raise UnexpectedEventType(f"ce_type {ce_type!r} on {delivery.topic}; expected {expected!r}")
+    return event_type.model_validate(json.loads(delivery.value))
+
+
+class ReliableConsumer:
+    """Middleware factory bound to one service (FastStream instantiates it per batch)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def __call__(self, msg: Any, /, *, context: Any) -> Any:
+        from faststream import BaseMiddleware
+
+        service = self.service
+
+        class _Scope(BaseMiddleware):
+            async def consume_scope(self, call_next: Any, message: Any) -> Any:
+                batch = deliveries_of(message.raw_message)
+                route = service.routes.get(batch[0].topic) if batch else None
+                if route is None:
+                    return await call_next(message)
+                await BatchProcessor(service, route).process(batch)
+                return None
+
+        return _Scope(msg, context=context)
+
+
+class BatchProcessor:
+    def __init__(self, service: Service, route: Route) -> None:
+        self.service = service
+        self.route = route
+        self.settings = service.settings
+
+    async def process(self, batch: list[Delivery]) -> None:
+        dead: list[tuple[Delivery, BaseException, int]] = []
+        good: list[Delivery] = []
+        for delivery in batch:
+            try:
+                delivery.event = decode(delivery, self.route.event_type)
+                good.append(delivery)
+            except (ValueError, PermanentError) as error:  # JSON, Unicode, pydantic, type
+                dead.append((delivery, error, 1))
+        attempt = 0
+        while good:
+            attempt += 1
+            try:
+                await self._apply_retrying_infra(good)
+                break
+            except Exception as error:
+                retryable = not isinstance(error, PermanentError)
+                if retryable and attempt < self.settings.consumer_max_attempts:
+                    await self._pause(attempt, error)
+                    continue
+                dead.extend(await self._isolate(good))
+                break
+        for delivery, error, attempts in dead:
+            await self._dead_letter(delivery, error, attempts)
+        if good:
+            self.service.outbox.wake()
+
+    async def _isolate(self, batch: list[Delivery]) -> list[tuple[Delivery, BaseException, int]]:
+        """Replay one record per transaction: the good ones pass, the poison ones are returned."""
+        dead = []
+        for delivery in batch:
+            try:
+                await self._apply_retrying_infra([delivery])
+            except Exception as error:  # noqa: BLE001 - this record is the poison one
+                dead.append((delivery, error, self.settings.consumer_max_attempts + 1))
+        return dead
+
+    async def _apply_retrying_infra(self, batch: list[Delivery]) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._apply(batch)
+                return
+            except INFRA_ERRORS as error:
+                await self._pause(attempt, error, cap=30.0)
+
+    async def _apply(self, batch: list[Delivery]) -> None:
+        """One transaction: skip what the inbox has seen, run the handler, record as seen."""
+        service, topic = self.service, batch[0].topic
+        async with service.unit_of_work() as uow:
+            seen = set(
+                (
+                    await uow.session.exec(
+                        select(InboxMessage.event_id).where(
+                            InboxMessage.topic == topic,
+                            col(InboxMessage.event_id).in_([d.event_id for d in batch]),
+                        )
+                    )
+                ).all()
+            )
+            todo = []
+            for delivery in batch:
+                if delivery.event_id in seen:
+                    log.info("duplicate_event_skipped", topic=topic, event_id=delivery.event_id)
+                    continue
+                seen.add(delivery.event_id)
+                todo.append(delivery)
+            if self.route.preload is not None and todo:
+                await self.route.preload([d.event for d in todo], uow)
+            for delivery in todo:
+                with service.tracer.start_as_current_span(
+                    f"{topic} process",
+                    context=propagate.extract(delivery.headers),
+                    kind=SpanKind.CONSUMER,
+                    attributes={
+                        "messaging.system": "kafka",
+                        "messaging.operation.type": "process",
+                        "messaging.destination.name": topic,
+                        "messaging.consumer.group.name": service.group_id,
+                        "messaging.destination.partition.id": str(delivery.partition),
+                        "messaging.kafka.offset": delivery.offset,
+                        "messaging.message.id": delivery.event_id,
+                    },
+                ), structlog.contextvars.bound_contextvars(topic=topic, event_id=delivery.event_id):
+                    uow.event_id = delivery.event_id
+                    await self.route.handler(delivery.event, uow)
+                uow.mark_processed(topic, delivery.event_id)
+            await uow.session.commit()
+
+    async def _pause(self, attempt: int, error: BaseException, cap: float = 10.0) -> None:
+        delay = min(cap, self.settings.consumer_retry_base_seconds * 2 ** (attempt - 1))
+        log.warning(
+            "batch_failed_will_retry",
+            attempt=attempt,
+            retry_in_s=delay,
+            error_code=error_code(error),
+            error=repr(error)[:500],
+        )
+        await asyncio.sleep(delay)
+
+    async def _dead_letter(self, delivery: Delivery, error: BaseException, attempts: int) -> None:
+        code = error_code(error)
+        headers = dict(delivery.headers)
+        headers.update(
+            {
+                ERROR_CODE_HEADER: code,
+                ERROR_HEADER: describe(error),
+                SERVICE_HEADER: self.service.name,
+                ORIGINAL_TOPIC_HEADER: delivery.topic,
+                "x-lindung-original-partition": str(delivery.partition),
+                "x-lindung-original-offset": str(delivery.offset),
+                "x-lindung-attempts": str(attempts),
+                "x-lindung-failed-at": datetime.now(UTC).isoformat(),
+            }
+        )
+        await self.service.broker.publish(
+            delivery.value, topic=dead_letter_topic(delivery.topic), key=delivery.key, headers=headers
+        )
+        self.service.dead_lettered += 1
+        log.error(
+            "event_dead_lettered",
+            topic=delivery.topic,
+            event_id=delivery.event_id,
+            error_code=code,
+            error=headers[ERROR_HEADER],
+        )
+
+
+def describe(error: BaseException) -> str:
+    if isinstance(error, ValidationError):
+        parts = [
+            f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}"
+            for e in error.errors(include_url=False, include_input=False)[:10]
+        ]
+        return ("schema violation: " + "; ".join(parts))[:1000]
+    return f"{type(error).__name__}: {error}"[:1000]

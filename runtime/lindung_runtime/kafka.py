@@ -1,0 +1,219 @@
+"""Kafka plumbing shared by services, the CLI and tests: topic creation and a small client.
+
+Only the Kafka protocol through aiokafka: the same code runs on Tansu and Apache Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from lindung_contracts import Event, cloudevent_headers, topics
+from lindung_runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+def all_topics() -> list[str]:
+    """Every contract topic and its dead-letter twin."""
+    return [*topics.ALL, *(topics.dead_letter_topic(t) for t in topics.ALL)]
+
+
+async def ensure_topics(
+    bootstrap_servers: str,
+    names: Iterable[str] | None = None,
+    partitions: int = 4,
+    replication_factor: int = 1,
+) -> list[str]:
+    """Create the topics that are missing; returns the ones created."""
+    wanted = list(names or all_topics())
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(name, partitions, replication_factor) for name in missing]
+            )
+            for name, code, *_ in response.topic_errors:
+                if code not in (0, TOPIC_ALREADY_EXISTS):
+                    raise RuntimeError(f"cannot create topic {name}: error code {code}")
+        return missing
+    finally:
+        await admin.close()
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+    headers: dict[str, str]
+
+    def json(self) -> Any:
+        return json.loads(self.value)
+
+
+class EventClient:
+    """Publishes events with CloudEvents headers and reads topics back (CLI, demo, tests)."""
+
+    def __init__(self, bootstrap_servers: str, source: str = "/lindung/cli") -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.source = source
+        self._producer: AIOKafkaProducer | None = None
+
+    async def __aenter__(self) -> EventClient:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers, acks="all", linger_ms=5
+        )
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        assert self._producer is not None, "use `async with EventClient(...)`"
+        return self._producer
+
+    def headers_for(self, event: Event, event_id: str | None = None) -> dict[str, str]:
+        return cloudevent_headers(event.ce_type(), self.source, event_id=event_id)
+
+    async def publish(self, event: Event, event_id: str | None = None) -> str:
+        headers = self.headers_for(event, event_id)
+        await self.publish_raw(event.TOPIC, event.model_dump_json().encode(), event.key(), headers)
+        return headers["ce_id"]
+
+    async def publish_many(self, events: Sequence[Event]) -> list[str]:
+        """Send without waiting on each confirmation, then wait for all of them."""
+        ids, pending = [], []
+        for event in events:
+            headers = self.headers_for(event)
+            ids.append(headers["ce_id"])
+            pending.append(
+                await self.producer.send(
+                    event.TOPIC,
+                    event.model_dump_json().encode(),
+                    key=event.key().encode() if event.key() else None,
+                    headers=[(k, v.encode()) for k, v in headers.items()],
+                )
+            )
+        await asyncio.gather(*pending)
+        return ids
+
+    async def publish_raw(
+        self, topic: str, value: bytes, key: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        await self.producer.send_and_wait(
+            topic,
+            value,
+            key=key.encode() if key else None,
+            headers=[(k, v.encode()) for k, v in (headers or {}).items()],
+        )
+
+    async def read_all(self, topic_names: Sequence[str]) -> AsyncIterator[Record]:
+        """Every record now on the topics, from the beginning to the current end (no group)."""
+        async with TopicReader(self.bootstrap_servers, topic_names) as reader:
+            for record in await reader.read_new():
+                yield record
+
+    async def lag(self, group_id: str, topic_names: Sequence[str]) -> int:
+        """Messages on the topics that the consumer group has not yet committed past."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None)
+        await admin.start()
+        await consumer.start()
+        try:
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in topic_names
+                for p in await _partitions_for(consumer, topic)
+            ]
+            end = await consumer.end_offsets(partitions)
+            committed = await admin.list_consumer_group_offsets(group_id, partitions=partitions)
+            total = 0
+            for tp in partitions:
+                meta = committed.get(tp)
+                done = meta.offset if meta is not None and meta.offset >= 0 else 0
+                total += max(0, end[tp] - done)
+            return total
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+
+class TopicReader:
+    """Reads topics from the beginning without a consumer group; each `read_new` returns what
+    arrived since the previous call, up to the end offsets at the time of the call."""
+
+    def __init__(self, bootstrap_servers: str, topic_names: Sequence[str]) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic_names = list(topic_names)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._partitions: list[TopicPartition] = []
+
+    async def __aenter__(self) -> TopicReader:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False, group_id=None
+        )
+        await consumer.start()
+        self._consumer = consumer
+        self._partitions = [
+            TopicPartition(topic, p)
+            for topic in self.topic_names
+            for p in sorted(await _partitions_for(consumer, topic))
+        ]
+        if self._partitions:
+            consumer.assign(self._partitions)
+            await consumer.seek_to_beginning(*self._partitions)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def read_new(self) -> list[Record]:
+        consumer = self._consumer
+        assert consumer is not None, "use `async with TopicReader(...)`"
+        if not self._partitions:
+            return []
+        end = await consumer.end_offsets(self._partitions)
+        remaining = {tp for tp in self._partitions if await consumer.position(tp) < end[tp]}
+        records: list[Record] = []
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=10000)
+            for tp, messages in batch.items():
+                # Keep records past `end` too: the position has moved beyond them.
+                records.extend(
+                    Record(
+                        m.topic,
+                        m.partition,
+                        m.offset,
+                        m.key.decode(errors="replace") if m.key else None,
+                        m.value or b"",
+                        {k: v.decode(errors="replace") for k, v in m.headers},
+                    )
+                    for m in messages
+                )
+            for tp in list(remaining):
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+        return records
+
+
+async def _partitions_for(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer.topics()  # refreshes cluster metadata
+    return consumer.partitions_for_topic(topic) or set()

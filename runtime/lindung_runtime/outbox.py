@@ -1,0 +1,278 @@
+"""Transactional outbox and inbox: state change, "seen this event" and outgoing events commit
+together, and a relay publishes the outgoing events afterwards, retrying until the broker has them.
+
+Shapes follow Debezium's outbox event router (id, aggregate key, type, payload, headers, time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from datetime import datetime
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import Column, DateTime, Index, Text, inspect, update
+from sqlmodel import Field, SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from lindung_contracts import Event, cloudevent_headers
+from lindung_runtime.clock import Clock
+from lindung_runtime.logging import get_logger
+from lindung_runtime.tracing import continued_trace, current_trace_headers
+
+if TYPE_CHECKING:
+    from lindung_runtime.db import Database
+
+log = get_logger(__name__)
+T = TypeVar("T", bound=SQLModel)
+
+
+class OutboxMessage(SQLModel, table=True):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_unpublished", "published_at", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(unique=True, max_length=64)
+    topic: str = Field(max_length=200)
+    key: str | None = Field(default=None, max_length=200)
+    event_type: str = Field(max_length=200)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    headers: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+    published_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    attempts: int = 0
+
+
+class InboxMessage(SQLModel, table=True):
+    """Events this service has fully processed, keyed by CloudEvents id and topic."""
+
+    __tablename__ = "inbox"
+
+    topic: str = Field(primary_key=True, max_length=200)
+    event_id: str = Field(primary_key=True, max_length=200)
+    processed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+RUNTIME_TABLES: list[type[SQLModel]] = [OutboxMessage, InboxMessage]
+
+
+class UnitOfWork:
+    """One batch's transaction: load and change state, `emit` events; all or nothing.
+
+    The session does not autoflush (see db.py), so rows this batch added are not yet visible to
+    queries: `add` and `get` keep them findable by primary key, and `added` lists them by type.
+    """
+
+    def __init__(self, session: AsyncSession, clock: Clock, source: str) -> None:
+        self.session = session
+        self.clock = clock
+        self.source = source
+        self.event_id: str | None = None  # the event being handled right now
+        self.emitted: list[Event] = []
+        self._added: dict[tuple[type[Any], tuple[Any, ...]], Any] = {}
+        self._locked: dict[tuple[type[Any], tuple[Any, ...]], Any] = {}
+        self._preloaded: dict[tuple[type[Any], str], dict[Any, list[Any]]] = {}
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def add(self, row: SQLModel) -> None:
+        key = tuple(inspect(row).mapper.primary_key_from_instance(row))
+        self._added[(type(row), key)] = row
+        self.session.add(row)
+
+    async def get(self, model: type[T], key: Any, *, for_update: bool = False) -> T | None:
+        """By primary key, from what this batch added or preloaded before asking the database.
+
+        `for_update` locks the row until commit (PostgreSQL; SQLite's transaction already holds
+        the write lock), once per batch.
+        """
+        ident = key if isinstance(key, tuple) else (key,)
+        pending = self._added.get((model, ident))
+        if pending is not None:
+            return pending  # type: ignore[no-any-return]
+        if for_update:
+            if (model, ident) not in self._locked:
+                self._locked[(model, ident)] = await self.session.get(
+                    model, key, with_for_update=True, populate_existing=True
+                )
+            return self._locked[(model, ident)]  # type: ignore[no-any-return]
+        pk = inspect(model).primary_key
+        if len(pk) == 1 and (index := self._preloaded.get((model, pk[0].key))) is not None:
+            if key in index:
+                rows = index[key]
+                return rows[0] if rows else None
+        return await self.session.get(model, key)
+
+    async def preload(self, model: type[T], column: Any, values: Iterable[Any]) -> None:
+        """Load, in one query, the rows a batch will look up by `column`, so that `get`/`find`
+        answer from memory instead of one round trip per record."""
+        wanted = set(values)
+        index = self._preloaded.setdefault((model, column.key), {})
+        missing = wanted - index.keys()
+        if not missing:
+            return
+        rows = (await self.session.exec(select(model).where(col(column).in_(missing)))).all()
+        for value in missing:
+            index[value] = []
+        for row in rows:
+            index[getattr(row, column.key)].append(row)
+
+    async def find(self, model: type[T], column: Any, value: Any) -> list[T]:
+        """Rows whose `column` equals `value`: stored ones (preloaded or queried) and added ones."""
+        index = self._preloaded.get((model, column.key))
+        if index is not None and value in index:
+            stored = list(index[value])
+        else:
+            stored = list((await self.session.exec(select(model).where(col(column) == value))).all())
+        added = [row for row in self.added(model) if getattr(row, column.key) == value]
+        return stored + [row for row in added if row not in stored]
+
+    def added(self, model: type[T]) -> list[T]:
+        return [row for (kind, _), row in self._added.items() if kind is model]
+
+    def emit(self, event: Event) -> None:
+        """Queue an event in the outbox; it is published only if this transaction commits."""
+        now = self.now()
+        headers = cloudevent_headers(event.ce_type(), self.source, time=now)
+        headers.update(current_trace_headers())
+        self.session.add(
+            OutboxMessage(
+                event_id=headers["ce_id"],
+                topic=event.TOPIC,
+                key=event.key(),
+                event_type=event.ce_type(),
+                payload=event.model_dump_json(),
+                headers=json.dumps(headers),
+                created_at=now,
+            )
+        )
+        self.emitted.append(event)
+
+    async def already_processed(self, topic: str, event_id: str) -> bool:
+        return await self.session.get(InboxMessage, (topic, event_id)) is not None
+
+    def mark_processed(self, topic: str, event_id: str) -> None:
+        self.session.add(InboxMessage(topic=topic, event_id=event_id, processed_at=self.now()))
+
+
+class Publisher:
+    """What the relay needs from the broker; FastStream's KafkaBroker fits."""
+
+    async def publish(self, message: Any, topic: str = "", **kwargs: Any) -> Any: ...
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows in order, in batches, without waiting on each send.
+
+    At-least-once: a row is marked published only after the broker acknowledged it; a crash in
+    between re-sends it, and consumers drop the duplicate by its `ce_id`.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        broker: Any,
+        clock: Clock,
+        batch_size: int = 500,
+        poll_seconds: float = 0.5,
+        max_backoff_seconds: float = 10.0,
+    ) -> None:
+        self.database = database
+        self.broker = broker
+        self.clock = clock
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.published_total = 0
+
+    def wake(self) -> None:
+        """A handler committed new rows: relay now rather than at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        """Drain what is already committed (best effort), then stop."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        self._task = None
+        try:
+            await asyncio.wait_for(self.relay_all(), timeout=10)
+        except Exception as error:  # noqa: BLE001 - shutting down; rows stay for next start
+            log.warning("outbox_drain_incomplete", error=repr(error))
+
+    async def relay_all(self) -> int:
+        total = 0
+        while (sent := await self.relay_once()) > 0:
+            total += sent
+        return total
+
+    async def relay_once(self) -> int:
+        async with self.database.read_session() as session:
+            rows = (
+                await session.exec(
+                    select(OutboxMessage)
+                    .where(col(OutboxMessage.published_at).is_(None))
+                    .order_by(col(OutboxMessage.id))
+                    .limit(self.batch_size)
+                )
+            ).all()
+        if not rows:
+            return 0
+        pending = []
+        for row in rows:
+            headers = json.loads(row.headers)
+            with continued_trace(headers):
+                pending.append(
+                    await self.broker.publish(
+                        row.payload.encode(),
+                        topic=row.topic,
+                        key=row.key.encode() if row.key else None,
+                        headers=headers,
+                        no_confirm=True,
+                    )
+                )
+        await asyncio.gather(*(p for p in pending if asyncio.isfuture(p)))
+        async with self.database.session() as session:
+            await session.exec(
+                update(OutboxMessage)  # type: ignore[call-overload]
+                .where(col(OutboxMessage.id).in_([row.id for row in rows]))
+                .values(published_at=self.clock.now())
+            )
+            await session.commit()
+        self.published_total += len(rows)
+        return len(rows)
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            self._wake.clear()  # a wake-up during this pass must not be lost
+            try:
+                sent = await self.relay_once()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the broker or DB is away: back off
+                failures += 1
+                delay = min(self.max_backoff_seconds, 0.2 * 2**failures) * random.uniform(0.5, 1.0)
+                log.warning("outbox_relay_failed", error=repr(error), retry_in_s=round(delay, 2))
+                await asyncio.sleep(delay)
+                continue
+            if sent >= self.batch_size:
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+            except TimeoutError:
+                pass

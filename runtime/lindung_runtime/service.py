@@ -1,0 +1,184 @@
+"""A Lindung service: one FastStream app, its own database, the outbox relay, and the reliable
+consumer middleware, wired the same way for every service.
+
+A service module reads like this:
+
+    service = Service("billing", settings, tables=[Invoice, ...])
+
+    @service.consumer(topics.ELIGIBILITY_CONFIRMED)
+    async def on_eligibility_confirmed(event: EligibilityConfirmed, uow: UnitOfWork = Context()):
+        ...  # load, call the domain, save, uow.emit(...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, get_type_hints
+
+from faststream import AckPolicy, FastStream
+from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.specification import AsyncAPI
+from opentelemetry.sdk.trace import TracerProvider
+from sqlmodel import SQLModel
+
+from lindung_contracts import Event
+from lindung_runtime.clock import Clock, SystemClock
+from lindung_runtime.consumer import Handler, Preload, ReliableConsumer, Route
+from lindung_runtime.db import Database
+from lindung_runtime.kafka import all_topics, ensure_topics
+from lindung_runtime.logging import get_logger
+from lindung_runtime.outbox import RUNTIME_TABLES, OutboxRelay, UnitOfWork
+from lindung_runtime.settings import LindungSettings
+from lindung_runtime.tracing import build_tracer_provider
+
+log = get_logger(__name__)
+
+BackgroundTask = Callable[[], Awaitable[None]]
+
+
+class Service:
+    def __init__(
+        self,
+        name: str,
+        settings: LindungSettings,
+        tables: Sequence[type[SQLModel]],
+        *,
+        clock: Clock | None = None,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.group_id = f"lindung-{name}"
+        self.source = f"/lindung/{name}"
+        self.database = Database(settings.database_url_for(name))
+        self.tables = [*tables, *RUNTIME_TABLES]
+        self.tracer_provider = tracer_provider or build_tracer_provider(
+            name, settings.otel_traces_exporter, settings.otel_exporter_otlp_endpoint
+        )
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap_servers or "localhost:9092",
+            client_id=self.group_id,
+            acks="all",
+            graceful_timeout=15.0,
+            middlewares=[
+                KafkaTelemetryMiddleware(tracer_provider=self.tracer_provider),
+                ReliableConsumer(self),
+            ],
+            logger=logging.getLogger(f"lindung.{name}.broker"),
+            log_level=logging.DEBUG,
+        )
+        self.outbox = OutboxRelay(
+            self.database,
+            self.broker,
+            self.clock,
+            batch_size=settings.outbox_batch_size,
+            poll_seconds=settings.outbox_poll_seconds,
+        )
+        self.app = FastStream(
+            self.broker,
+            specification=AsyncAPI(title=f"Lindung {name}", version="1.0.0"),
+            logger=logging.getLogger(f"lindung.{name}"),
+            on_startup=[self.prepare],
+            after_startup=[self._start_background],
+            on_shutdown=[self._stop_background],
+            after_shutdown=[self.database.dispose],
+        )
+        self.routes: dict[str, Route] = {}
+        self.tracer = self.tracer_provider.get_tracer("lindung")
+        self.dead_lettered = 0
+        self._background: list[BackgroundTask] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def consumer(
+        self, topic: str, *, preload: Preload | None = None, **options: Any
+    ) -> Callable[[Handler], Handler]:
+        """Subscribe `handler(event, uow)` to `topic`, consumed in batches, at-least-once.
+
+        FastStream owns the consumer (group, fetching, offset commits after processing, telemetry,
+        the AsyncAPI entry typed from the handler's signature); the runtime's ReliableConsumer
+        runs the handler for each record of a batch inside one transaction.
+        """
+
+        def register(handler: Handler) -> Handler:
+            event_type = next(iter(get_type_hints(handler).values()))
+            self.routes[topic] = Route(handler, event_type, preload)
+            self.broker.subscriber(
+                topic,
+                group_id=self.group_id,
+                batch=True,
+                max_records=self.settings.consumer_batch_size,
+                batch_timeout_ms=200,
+                ack_policy=AckPolicy.NACK_ON_ERROR,
+                auto_offset_reset="earliest",
+                title=f"{self.name}: {topic}",
+                description=(handler.__doc__ or "").strip() or None,
+                **options,
+            )(handler)
+            return handler
+
+        return register
+
+    def publishes(self, *events: type[Event]) -> None:
+        """Declare what this service emits (for the AsyncAPI document); the outbox sends it."""
+        for event in events:
+            self.broker.publisher(
+                event.TOPIC,
+                title=f"{self.name} -> {event.TOPIC}",
+                description=(event.__doc__ or "").strip() or None,
+                schema=event,
+            )
+
+    def background(self, task: BackgroundTask) -> BackgroundTask:
+        """Run `task` for the life of the service (e.g. a mail dispatcher)."""
+        self._background.append(task)
+        return task
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        async with self.database.session() as session:
+            yield UnitOfWork(session, self.clock, self.source)
+
+    async def prepare(self) -> None:
+        """Create this service's tables and, when allowed, the topics it needs."""
+        await self.database.create_tables(self.tables)
+        if self.settings.kafka_create_topics and self.settings.kafka_bootstrap_servers:
+            created = await ensure_topics(
+                self.settings.kafka_bootstrap_servers,
+                all_topics(),
+                self.settings.kafka_partitions,
+                self.settings.kafka_replication_factor,
+            )
+            if created:
+                log.info("topics_created", count=len(created))
+
+    async def _start_background(self) -> None:
+        self.outbox.start()
+        for task in self._background:
+            self._tasks.append(asyncio.create_task(_forever(task), name=task.__name__))
+        log.info("service_started", consumes=sorted(self.routes))
+
+    async def _stop_background(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.outbox.stop()
+        log.info("service_stopped")
+
+
+async def _forever(task: BackgroundTask) -> None:
+    """A background loop that dies is logged and restarted, never silently gone."""
+    while True:
+        try:
+            await task()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001
+            log.exception("background_task_failed", task=task.__name__, error=repr(error))
+            await asyncio.sleep(1.0)

@@ -1,0 +1,58 @@
+"""Settings from the environment (pydantic-settings); no other module reads `os.environ`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LindungSettings(BaseSettings):
+    """What every Lindung process reads. Services subclass it for their own knobs."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_prefix="")
+
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, description="Unset: `lindung up` starts the embedded broker (Tansu)"
+    )
+    kafka_create_topics: bool = Field(default=True, description="Create missing topics at start-up")
+    kafka_partitions: int = Field(default=4, ge=1, description="Partitions of topics we create")
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    data_dir: Path = Field(
+        default=Path(".lindung"),
+        validation_alias=AliasChoices("LINDUNG_DATA_DIR", "DATA_DIR"),
+        description="Default SQLite files, mail sink and logs",
+    )
+    database_url: str | None = Field(default=None, description="SQLAlchemy async URL")
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    otel_traces_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_exporter_otlp_endpoint: str | None = None
+    consumer_batch_size: int = Field(default=500, ge=1, description="Records per transaction")
+    consumer_max_attempts: int = Field(default=5, ge=1, description="Tries before a dead letter")
+    consumer_retry_base_seconds: float = Field(default=0.2, gt=0)
+    outbox_batch_size: int = Field(default=500, ge=1)
+    outbox_poll_seconds: float = Field(default=0.5, gt=0)
+
+    def database_url_for(self, service: str) -> str:
+        """The service's own database.
+
+        `<SERVICE>_DATABASE_URL` (e.g. `BILLING_DATABASE_URL`) wins, so that `lindung up` can run
+        all four services from one environment; then `DATABASE_URL` (one process, one service, as
+        in production); else a SQLite file named after the service in the data directory.
+        """
+        scoped = _DatabaseUrl(_env_prefix=f"{service.upper()}_").database_url  # type: ignore[call-arg]
+        if scoped:
+            return scoped
+        if self.database_url:
+            return self.database_url
+        path = (self.data_dir / f"{service}.db").resolve()
+        return f"sqlite+aiosqlite:///{path}"
+
+
+class _DatabaseUrl(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str | None = None
