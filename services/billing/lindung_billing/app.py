@@ -1,0 +1,23 @@
+"""Wiring of the billing service: what it consumes and what it emits."""
+
+from __future__ import annotations
+
+from lindung_billing import handlers
+from lindung_billing.db import TABLES
+from lindung_billing.settings import BillingSettings
+from lindung_contracts import ContributionInvoiced, CoverageActivated, CoverageExpiring, topics
+from lindung_runtime import Clock, Service
+
+NAME = "billing"
+
+
+def create_service(settings: BillingSettings | None = None, clock: Clock | None = None) -> Service:
+    service = Service(NAME, settings or BillingSettings(), TABLES, clock=clock)
+    service.consumer(topics.PROGRAM_PUBLISHED)(handlers.on_program_published)
+    service.consumer(topics.ELIGIBILITY_CONFIRMED, preload=handlers.preload_lines)(
+        handlers.on_eligibility_confirmed
+    )
+    service.consumer(topics.PAYMENT_RECEIVED)(handlers.on_payment_received)
+    service.consumer(topics.DAY_STARTED)(handlers.on_day_started)
+    service.publishes(ContributionInvoiced, CoverageActivated, CoverageExpiring)
+    return service

@@ -1,0 +1,72 @@
+"""Billing's own tables: programmes' terms, invoices and their lines, payments, alerts sent."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Column, DateTime, Index, Text
+from sqlmodel import Field, SQLModel
+
+
+class Program(SQLModel, table=True):
+    __tablename__ = "program"
+
+    program_id: str = Field(primary_key=True, max_length=64)
+    sponsor: str
+    reported_income_idr: int
+    coverage_start: date
+    coverage_end: date
+    alert_days_before_end: str = Field(description="Comma-separated days, e.g. 30,14,7")
+
+    @property
+    def alert_days(self) -> list[int]:
+        return [int(d) for d in self.alert_days_before_end.split(",") if d]
+
+
+class Invoice(SQLModel, table=True):
+    __tablename__ = "invoice"
+
+    invoice_id: str = Field(primary_key=True, max_length=80)
+    program_id: str = Field(max_length=64, index=True)
+    total_idr: int = 0
+    paid_idr: int = 0
+
+
+class InvoiceLine(SQLModel, table=True):
+    __tablename__ = "invoice_line"
+    __table_args__ = (Index("ix_line_expiry", "program_id", "coverage_end", "activated_at"),)
+
+    worker_id: str = Field(primary_key=True, max_length=36)
+    invoice_id: str = Field(max_length=80, index=True)
+    program_id: str = Field(max_length=64)
+    nik: str = Field(max_length=16)
+    full_name: str = ""
+    village: str = ""
+    district: str = ""
+    coverage_start: date
+    coverage_end: date
+    periods: str = Field(sa_column=Column(Text, nullable=False))
+    amount_idr: int
+    activated_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class Payment(SQLModel, table=True):
+    """A payment is counted once per (invoice, reference), however often it is announced."""
+
+    __tablename__ = "payment"
+
+    invoice_id: str = Field(primary_key=True, max_length=80)
+    reference: str = Field(primary_key=True, max_length=200)
+    amount_idr: int
+    paid_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ExpiryAlert(SQLModel, table=True):
+    __tablename__ = "expiry_alert"
+
+    worker_id: str = Field(primary_key=True, max_length=36)
+    coverage_end: date = Field(primary_key=True)
+    days_left: int = Field(primary_key=True)
+
+
+TABLES: list[type[SQLModel]] = [Program, Invoice, InvoiceLine, Payment, ExpiryAlert]

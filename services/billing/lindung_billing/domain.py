@@ -1,0 +1,84 @@
+"""Pure contribution arithmetic and alert timing for BPU (informal) participants.
+
+Rates come from a dated table, not constants: PP 44/2015 as amended by PP 82/2019 sets
+JKK = 1% of reported income and JKM = Rp 6,800 a month; PP 50/2025's 2026 discount does not
+apply to APBD-funded participants, so regency programmes keep the full rate (../shared/DOMAIN.md).
+Money is whole Rupiah throughout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+
+@dataclass(frozen=True)
+class RateSchedule:
+    valid_from: date
+    jkk_basis_points: int  # of reported monthly income; 100 bp = 1%
+    jkm_monthly_idr: int
+
+
+RATE_TABLE: tuple[RateSchedule, ...] = (
+    RateSchedule(valid_from=date(2015, 7, 1), jkk_basis_points=100, jkm_monthly_idr=6_800),
+)
+
+
+@dataclass(frozen=True)
+class ContributionLine:
+    """One worker's line on the sponsor's invoice."""
+
+    periods: list[str]
+    monthly_amount_idr: int
+    amount_idr: int
+    components: dict[str, int]
+
+
+def rate_for(month: date, table: tuple[RateSchedule, ...] = RATE_TABLE) -> RateSchedule:
+    applicable = [rate for rate in table if rate.valid_from <= month]
+    if not applicable:
+        raise ValueError(f"no contribution rate for {month:%Y-%m}")
+    return max(applicable, key=lambda rate: rate.valid_from)
+
+
+def monthly_components(reported_income_idr: int, month: date) -> dict[str, int]:
+    rate = rate_for(month)
+    return {
+        "JKK": reported_income_idr * rate.jkk_basis_points // 10_000,
+        "JKM": rate.jkm_monthly_idr,
+    }
+
+
+def coverage_months(start: date, end: date) -> list[date]:
+    """The calendar months the coverage touches, as their first days."""
+    months, current = [], date(start.year, start.month, 1)
+    while current <= end:
+        months.append(current)
+        current = date(current.year + current.month // 12, current.month % 12 + 1, 1)
+    return months
+
+
+def contribution_line(reported_income_idr: int, start: date, end: date) -> ContributionLine:
+    months = coverage_months(start, end)
+    per_month = [monthly_components(reported_income_idr, month) for month in months]
+    first = per_month[0] if per_month else {"JKK": 0, "JKM": 0}
+    return ContributionLine(
+        periods=[f"{month:%Y-%m}" for month in months],
+        monthly_amount_idr=sum(first.values()),
+        amount_idr=sum(sum(components.values()) for components in per_month),
+        components=first,
+    )
+
+
+def invoice_id_for(program_id: str) -> str:
+    """One invoice per programme term (for now): the sponsor pays the term at once."""
+    return f"INV-{program_id}"
+
+
+def alert_windows_due(today: date, alert_days_before_end: list[int]) -> dict[int, date]:
+    """For each alert window, the coverage end date that is exactly that many days away today."""
+    return {days: date.fromordinal(today.toordinal() + days) for days in alert_days_before_end}
+
+
+def alert_id(program_id: str, coverage_end: date, days_left: int) -> str:
+    return f"{program_id}:{coverage_end.isoformat()}:{days_left}d"

@@ -1,0 +1,1 @@
+"""Lindung eligibility service."""

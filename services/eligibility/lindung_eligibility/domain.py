@@ -1,0 +1,146 @@
+"""Pure eligibility rules: who a programme may cover, from when, and why not.
+
+Inputs are plain values; "today" is the business date (the latest DayStarted), passed in.
+Reason codes are stable identifiers; messages are Bahasa Indonesia / English.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+from lindung_contracts import Reason
+
+
+@dataclass(frozen=True)
+class ProgramRules:
+    program_id: str
+    region_codes: frozenset[str]
+    coverage_start: date
+    coverage_end: date
+    min_age: int
+    max_age: int
+
+
+@dataclass(frozen=True)
+class Applicant:
+    nik: str
+    birth_date: date
+    gender: Literal["M", "F"]
+
+
+@dataclass(frozen=True)
+class CoverageTerm:
+    start: date
+    end: date
+
+    def overlaps(self, start: date, end: date) -> bool:
+        return self.start <= end and start <= self.end
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The verdict before the quota: reasons to refuse, or the term to cover."""
+
+    term: CoverageTerm
+    reasons: list[Reason]
+
+    @property
+    def eligible(self) -> bool:
+        return not self.reasons
+
+
+def reason(code: str, message: str) -> Reason:
+    return Reason(code=code, message=message)
+
+
+QUOTA_EXHAUSTED = reason(
+    "quota_exhausted",
+    "Kuota program sudah penuh / The programme's quota is exhausted",
+)
+
+
+def coverage_term(program: ProgramRules, business_date: date | None) -> CoverageTerm:
+    """From the programme's start if decided on or before it, else from the next month's first day."""
+    if business_date is None or business_date <= program.coverage_start:
+        return CoverageTerm(program.coverage_start, program.coverage_end)
+    return CoverageTerm(first_of_next_month(business_date), program.coverage_end)
+
+
+def first_of_next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def age_on(birth_date: date, day: date) -> int:
+    return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
+
+
+def nik_birth_parts(nik: str) -> tuple[int, int, int, Literal["M", "F"]]:
+    """(day, month, two-digit year, gender) embedded in a NIK: women have 40 added to the day."""
+    day, month, year = int(nik[6:8]), int(nik[8:10]), int(nik[10:12])
+    return (day - 40, month, year, "F") if day > 40 else (day, month, year, "M")
+
+
+def assess(
+    program: ProgramRules,
+    applicant: Applicant,
+    business_date: date | None,
+    enrolled_terms: list[CoverageTerm],
+) -> Assessment:
+    """Every rule but the quota, which needs the shared counter (see the handler)."""
+    term = coverage_term(program, business_date)
+    reasons: list[Reason] = []
+    region = applicant.nik[:4]
+    if region not in program.region_codes:
+        reasons.append(
+            reason(
+                "region_mismatch",
+                f"NIK terdaftar di wilayah {region}, bukan wilayah program "
+                f"({', '.join(sorted(program.region_codes))}) / NIK region {region} is outside "
+                "the programme's region",
+            )
+        )
+    day, month, yy, nik_gender = nik_birth_parts(applicant.nik)
+    born = applicant.birth_date
+    if (day, month, yy) != (born.day, born.month, born.year % 100):
+        reasons.append(
+            reason(
+                "birth_date_mismatch",
+                "Tanggal lahir tidak sesuai dengan NIK / Birth date does not match the NIK",
+            )
+        )
+    if nik_gender != applicant.gender:
+        reasons.append(
+            reason("gender_mismatch", "Jenis kelamin tidak sesuai dengan NIK / Gender does not match the NIK")
+        )
+    if term.start > term.end:
+        reasons.append(
+            reason("program_ended", "Masa program sudah berakhir / The programme's term has ended")
+        )
+    age = age_on(born, term.start)
+    if age < program.min_age:
+        reasons.append(
+            reason(
+                "age_below_minimum",
+                f"Usia {age} tahun di bawah batas minimum {program.min_age} / "
+                f"Age {age} is below the minimum {program.min_age}",
+            )
+        )
+    elif age > program.max_age:
+        reasons.append(
+            reason(
+                "age_above_maximum",
+                f"Usia {age} tahun di atas batas maksimum {program.max_age} / "
+                f"Age {age} is above the maximum {program.max_age}",
+            )
+        )
+    if any(enrolled.overlaps(term.start, term.end) for enrolled in enrolled_terms):
+        reasons.append(
+            reason(
+                "already_enrolled",
+                "Sudah menjadi peserta aktif pada periode yang sama / "
+                "Already enrolled for an overlapping period",
+            )
+        )
+    return Assessment(term=term, reasons=reasons)

@@ -1,0 +1,1 @@
+"""Lindung notification service."""

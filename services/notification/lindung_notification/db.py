@@ -1,0 +1,48 @@
+"""Notification's own tables: programmes' staff, digests being gathered, and their workers."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Column, DateTime
+from sqlmodel import Field, SQLModel
+
+
+class Program(SQLModel, table=True):
+    __tablename__ = "program"
+
+    program_id: str = Field(primary_key=True, max_length=64)
+    name: str
+    sponsor: str
+    staff_emails: str = Field(description="Comma-separated addresses")
+
+
+class Digest(SQLModel, table=True):
+    """One programme's alert window; `sent_at` is set in the same transaction as DigestSent."""
+
+    __tablename__ = "digest"
+
+    digest_id: str = Field(primary_key=True, max_length=120)
+    program_id: str = Field(max_length=64)
+    coverage_end: date
+    days_left: int
+    expected_size: int = 0
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), index=True))
+    send_attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    last_error: str | None = None
+
+
+class DigestEntry(SQLModel, table=True):
+    __tablename__ = "digest_entry"
+
+    digest_id: str = Field(primary_key=True, max_length=120)
+    worker_id: str = Field(primary_key=True, max_length=36)
+    nik: str = Field(max_length=16)
+    full_name: str = ""
+    village: str = ""
+    district: str = ""
+
+
+TABLES: list[type[SQLModel]] = [Program, Digest, DigestEntry]

@@ -1,0 +1,177 @@
+"""Notification's handlers gather each alert window's workers; the dispatcher mails the digest."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime, timedelta
+
+from faststream import Context
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from lindung_contracts import CoverageExpiring, DigestSent, ProgramPublished
+from lindung_notification import mailer
+from lindung_notification.db import Digest, DigestEntry, Program
+from lindung_notification.domain import DigestWorker, compose_digest
+from lindung_notification.settings import NotificationSettings
+from lindung_runtime import Service, UnitOfWork
+from lindung_runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+
+async def on_program_published(program: ProgramPublished, uow: UnitOfWork = Context("uow")) -> None:
+    row = await uow.get(Program, program.program_id) or Program(
+        program_id=program.program_id, name="", sponsor="", staff_emails=""
+    )
+    row.name = program.name
+    row.sponsor = program.sponsor
+    row.staff_emails = ",".join(program.staff_emails)
+    uow.add(row)
+
+
+async def preload_entries(alerts: list[CoverageExpiring], uow: UnitOfWork) -> None:
+    await uow.preload(DigestEntry, DigestEntry.worker_id, [a.worker_id for a in alerts])
+
+
+async def on_coverage_expiring(alert: CoverageExpiring, uow: UnitOfWork = Context("uow")) -> None:
+    """Add the worker to the window's digest; the dispatcher sends it when complete."""
+    session = uow.session
+    digest_id = alert.alert_id or f"{alert.program_id}:{alert.coverage_end}:{alert.days_left}d"
+    digest = await uow.get(Digest, digest_id)
+    if digest is None:
+        digest = Digest(
+            digest_id=digest_id,
+            program_id=alert.program_id,
+            coverage_end=alert.coverage_end,
+            days_left=alert.days_left,
+            updated_at=uow.now(),
+        )
+    if digest.sent_at is not None:
+        log.warning("alert_after_digest_sent", digest_id=digest_id, worker_id=alert.worker_id)
+        return
+    digest.expected_size = max(digest.expected_size, alert.alert_size)
+    digest.updated_at = uow.now()
+    uow.add(digest)
+    entries = await uow.find(DigestEntry, DigestEntry.worker_id, alert.worker_id)
+    if not any(entry.digest_id == digest_id for entry in entries):
+        uow.add(
+            DigestEntry(
+                digest_id=digest_id,
+                worker_id=alert.worker_id,
+                nik=alert.nik,
+                full_name=alert.full_name,
+                village=alert.village,
+                district=alert.district,
+            )
+        )
+
+
+class DigestDispatcher:
+    """Sends each complete digest once; retries SMTP failures with backoff."""
+
+    def __init__(self, service: Service, settings: NotificationSettings) -> None:
+        self.service = service
+        self.settings = settings
+
+    async def run(self) -> None:
+        while True:
+            await self.dispatch_ready()
+            await asyncio.sleep(self.settings.digest_poll_seconds)
+
+    async def dispatch_ready(self) -> int:
+        sent = 0
+        for digest_id in await self._ready_digests():
+            if await self._send(digest_id):
+                sent += 1
+        return sent
+
+    async def _ready_digests(self) -> list[str]:
+        now = self.service.clock.now()
+        quiet_since = now - timedelta(seconds=self.settings.digest_quiet_seconds)
+        async with self.service.database.read_session() as session:
+            counts = (
+                select(DigestEntry.digest_id, func.count().label("n"))
+                .group_by(col(DigestEntry.digest_id))
+                .subquery()
+            )
+            rows = (
+                await session.exec(
+                    select(Digest, counts.c.n)
+                    .join(counts, counts.c.digest_id == Digest.digest_id)
+                    .where(col(Digest.sent_at).is_(None))
+                )
+            ).all()
+        ready = []
+        for digest, gathered in rows:
+            if digest.next_attempt_at is not None and _aware(digest.next_attempt_at) > now:
+                continue
+            if gathered >= digest.expected_size or _aware(digest.updated_at) <= quiet_since:
+                ready.append(digest.digest_id)
+        return ready
+
+    async def _send(self, digest_id: str) -> bool:
+        """Compose from a snapshot, talk SMTP outside any transaction, then record the send."""
+        async with self.service.database.read_session() as session:
+            digest = await session.get(Digest, digest_id)
+            if digest is None or digest.sent_at is not None:
+                return False
+            program = await session.get(Program, digest.program_id)
+            entries = (
+                await session.exec(select(DigestEntry).where(DigestEntry.digest_id == digest_id))
+            ).all()
+        if program is None or not program.staff_emails:
+            return await self._postpone(digest_id, "programme or its staff e-mails not known")
+        mail = compose_digest(
+            program.name,
+            program.sponsor,
+            program.program_id,
+            digest.coverage_end,
+            digest.days_left,
+            [DigestWorker(e.worker_id, e.nik, e.full_name, e.village, e.district) for e in entries],
+            program.staff_emails.split(","),
+        )
+        try:
+            await mailer.send(mailer.build_message(mail, self.settings.smtp_from, digest_id), self.settings)
+        except Exception as error:  # noqa: BLE001 - SMTP away or refusing: retry later
+            return await self._postpone(digest_id, repr(error)[:500])
+        async with self.service.unit_of_work() as uow:
+            digest = await uow.get(Digest, digest_id)
+            assert digest is not None
+            digest.sent_at = uow.now()
+            digest.last_error = None
+            uow.add(digest)
+            uow.emit(
+                DigestSent(
+                    digest_id=digest_id,
+                    program_id=program.program_id,
+                    coverage_end=digest.coverage_end,
+                    days_left=digest.days_left,
+                    worker_count=len(entries),
+                    recipients=mail.recipients,
+                    sent_at=digest.sent_at,
+                )
+            )
+            await uow.session.commit()
+        self.service.outbox.wake()
+        log.info("digest_sent", digest_id=digest_id, workers=len(entries), recipients=len(mail.recipients))
+        return True
+
+    async def _postpone(self, digest_id: str, error: str) -> bool:
+        async with self.service.unit_of_work() as uow:
+            digest = await uow.get(Digest, digest_id)
+            assert digest is not None
+            digest.send_attempts += 1
+            delay = min(self.settings.smtp_max_backoff_seconds, 2.0 * 2 ** min(digest.send_attempts, 12))
+            digest.next_attempt_at = uow.now() + timedelta(seconds=delay * random.uniform(0.5, 1.0))
+            digest.last_error = error
+            uow.add(digest)
+            await uow.session.commit()
+        log.warning("digest_send_postponed", digest_id=digest_id, attempts=digest.send_attempts, error=error)
+        return False
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes for timezone-aware columns; they were stored as UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

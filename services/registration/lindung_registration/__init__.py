@@ -1,0 +1,1 @@
+"""Registration: the front door. Validates requests and registers each worker once per programme."""

@@ -1,0 +1,76 @@
+"""Registration's handlers: load, ask the domain, save, emit."""
+
+from __future__ import annotations
+
+from faststream import Context
+
+from lindung_contracts import RegistrationRejected, RegistrationRequested, WorkerRegistered
+from lindung_registration.db import Worker
+from stdnum.id import nik as stdnum_nik
+
+from lindung_registration.domain import validate_registration, worker_id_for
+from lindung_runtime import UnitOfWork
+from lindung_runtime.logging import get_logger
+from lindung_runtime.privacy import mask_nik
+
+log = get_logger(__name__)
+
+
+async def preload_workers(requests: list[RegistrationRequested], uow: UnitOfWork) -> None:
+    """One query for the batch instead of one per request (the idempotency check below)."""
+    ids = [worker_id_for(r.program_id.strip(), stdnum_nik.compact(r.nik)) for r in requests]
+    await uow.preload(Worker, Worker.worker_id, ids)
+
+
+async def on_registration_requested(
+    request: RegistrationRequested,
+    uow: UnitOfWork = Context("uow"),
+) -> None:
+    """Register a valid request once; answer an invalid one with every field error."""
+    result = validate_registration(request)
+    if isinstance(result, list):
+        uow.emit(
+            RegistrationRejected(
+                program_id=request.program_id,
+                nik=request.nik[:64],
+                errors=result,
+                request_id=uow.event_id,
+            )
+        )
+        log.info("registration_rejected", nik=mask_nik(request.nik[:64]), codes=[e.code for e in result])
+        return
+
+    if await uow.get(Worker, result.worker_id) is not None:
+        log.info("registration_repeated", nik=mask_nik(result.nik), worker_id=result.worker_id)
+        return
+
+    worker = Worker(
+        worker_id=result.worker_id,
+        program_id=result.program_id,
+        nik=result.nik,
+        full_name=result.full_name,
+        birth_date=result.birth_date,
+        gender=result.gender,
+        occupation=result.occupation,
+        village=result.village,
+        district=result.district,
+        phone=result.phone,
+        registered_at=uow.now(),
+    )
+    uow.add(worker)
+    uow.emit(
+        WorkerRegistered(
+            worker_id=worker.worker_id,
+            program_id=worker.program_id,
+            nik=worker.nik,
+            full_name=worker.full_name,
+            birth_date=worker.birth_date,
+            gender=result.gender,
+            occupation=worker.occupation,
+            village=worker.village,
+            district=worker.district,
+            phone=worker.phone,
+            registered_at=worker.registered_at,
+        )
+    )
+    log.info("worker_registered", nik=mask_nik(worker.nik), worker_id=worker.worker_id)
