@@ -1,0 +1,1 @@
+"""The lindung command."""

@@ -1,0 +1,3 @@
+from lindung_cli.main import app
+
+app()

@@ -1,0 +1,109 @@
+"""The enrolment funnel per programme, rebuilt from the events themselves.
+
+The CLI owns no database and reads no service's tables: it reads the topics (from the start, with
+no consumer group) and counts distinct workers at each step, so duplicates on the wire do not
+inflate anything.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from lindung_contracts import topics
+from lindung_runtime.kafka import EventClient, Record, TopicReader
+
+
+@dataclass
+class Funnel:
+    program_id: str
+    registered: set[str] = field(default_factory=set)
+    registration_rejected: dict[str, list[str]] = field(default_factory=dict)
+    confirmed: set[str] = field(default_factory=set)
+    eligibility_rejected: dict[str, list[str]] = field(default_factory=dict)
+    invoice_lines: dict[tuple[str, str], int] = field(default_factory=dict)
+    activated: set[str] = field(default_factory=set)
+    expiring: set[tuple[str, int]] = field(default_factory=set)
+    digests: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    @property
+    def invoiced_idr(self) -> int:
+        return sum(self.invoice_lines.values())
+
+    def invoices(self) -> dict[str, int]:
+        totals: Counter[str] = Counter()
+        for (invoice_id, _), amount in self.invoice_lines.items():
+            totals[invoice_id] += amount
+        return dict(totals)
+
+    def reason_counts(self, rejected: dict[str, list[str]]) -> Counter[str]:
+        return Counter(code for codes in rejected.values() for code in codes)
+
+
+FUNNEL_TOPICS = (
+    topics.WORKER_REGISTERED,
+    topics.REGISTRATION_REJECTED,
+    topics.ELIGIBILITY_CONFIRMED,
+    topics.ELIGIBILITY_REJECTED,
+    topics.CONTRIBUTION_INVOICED,
+    topics.COVERAGE_ACTIVATED,
+    topics.COVERAGE_EXPIRING,
+    topics.DIGEST_SENT,
+)
+
+
+class FunnelWatcher:
+    """Keeps the funnels up to date by reading only what arrived since the last refresh."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self.reader = TopicReader(bootstrap_servers, FUNNEL_TOPICS)
+        self.funnels: dict[str, Funnel] = {}
+
+    async def __aenter__(self) -> FunnelWatcher:
+        await self.reader.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.reader.__aexit__(*exc)
+
+    async def refresh(self) -> dict[str, Funnel]:
+        for record in await self.reader.read_new():
+            self._count(record)
+        return self.funnels
+
+    def _count(self, record: Record) -> None:
+        try:
+            body = record.json()
+        except ValueError:
+            return
+        program_id = body.get("program_id", "")
+        funnel = self.funnels.setdefault(program_id, Funnel(program_id))
+        topic = record.topic
+        if topic == topics.WORKER_REGISTERED:
+            funnel.registered.add(body["worker_id"])
+        elif topic == topics.REGISTRATION_REJECTED:
+            funnel.registration_rejected[body["nik"]] = [e["code"] for e in body["errors"]]
+        elif topic == topics.ELIGIBILITY_CONFIRMED:
+            funnel.confirmed.add(body["worker_id"])
+        elif topic == topics.ELIGIBILITY_REJECTED:
+            funnel.eligibility_rejected[body["worker_id"]] = [r["code"] for r in body["reasons"]]
+        elif topic == topics.CONTRIBUTION_INVOICED:
+            funnel.invoice_lines[(body["invoice_id"], body["worker_id"])] = body["amount_idr"]
+        elif topic == topics.COVERAGE_ACTIVATED:
+            funnel.activated.add(body["worker_id"])
+        elif topic == topics.COVERAGE_EXPIRING:
+            funnel.expiring.add((body["worker_id"], body["days_left"]))
+        elif topic == topics.DIGEST_SENT:
+            funnel.digests[body["digest_id"]] = body
+
+
+async def read_funnels(bootstrap_servers: str) -> dict[str, Funnel]:
+    async with FunnelWatcher(bootstrap_servers) as watcher:
+        return await watcher.refresh()
+
+
+async def dead_letter_counts(client: EventClient) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    async for record in client.read_all([topics.dead_letter_topic(t) for t in topics.ALL]):
+        counts[record.topic] += 1
+    return counts

@@ -1,0 +1,171 @@
+"""The `lindung` command: run the services and the embedded stack, and operate the programme."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import signal
+import sys
+from datetime import UTC, date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from lindung_cli.demo import print_summary, publish_requests, rupiah, run_demo
+from lindung_cli.funnel import dead_letter_counts, read_funnels
+from lindung_cli.intake import read_requests
+from lindung_cli.stack import Stack, StackSettings, resolve_bootstrap
+from lindung_contracts import DayStarted, PaymentReceived, ProgramPublished
+from lindung_runtime.kafka import EventClient
+from lindung_runtime.logging import configure_logging
+from lindung_runtime.settings import LindungSettings
+
+app = typer.Typer(help="Lindung: BPJS Ketenagakerjaan enrolment for pekerja rentan.", no_args_is_help=True)
+program_app = typer.Typer(help="Programmes (one sponsor's PKS term).", no_args_is_help=True)
+app.add_typer(program_app, name="program")
+console = Console()
+
+
+class ServiceName(str, Enum):
+    registration = "registration"
+    eligibility = "eligibility"
+    billing = "billing"
+    notification = "notification"
+
+
+def _client(settings: LindungSettings | None = None) -> EventClient:
+    return EventClient(resolve_bootstrap(settings or LindungSettings()))
+
+
+@app.command()
+def service(name: ServiceName) -> None:
+    """Run one service in the foreground (how production runs each of them)."""
+    settings = LindungSettings()
+    configure_logging(name.value, settings.log_level, settings.log_format)
+    module = importlib.import_module(f"lindung_{name.value}.app")
+    asyncio.run(module.create_service().app.run())
+
+
+@app.command()
+def up() -> None:
+    """Start the four services, plus the embedded broker and SMTP sink when none is configured."""
+    settings = StackSettings()
+    configure_logging("supervisor", settings.log_level, "console", stream=sys.stderr)
+
+    async def run() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        async with Stack(settings) as stack:
+            console.print(f"Kafka: {stack.bootstrap_servers}   SMTP: {stack.smtp_host}:{stack.smtp_port}")
+            console.print(f"Logs: {stack.logs}" + (f"   Mail: {stack.maildir}" if stack.maildir else ""))
+            console.print("Services: " + ", ".join(stack.alive()) + " — Ctrl-C stops them gracefully.")
+            await stopping.wait()
+            console.print("Stopping…")
+
+    asyncio.run(run())
+
+
+@app.command()
+def demo() -> None:
+    """The founding case end to end on the embedded defaults, with a summary."""
+    settings = StackSettings()
+    configure_logging("demo", "WARNING", "console", stream=sys.stderr)
+    result = asyncio.run(run_demo(settings, console))
+    print_summary(result, console)
+
+
+@program_app.command("apply")
+def program_apply(file: Path) -> None:
+    """Publish a programme from a YAML file (see cli/lindung_cli/examples/)."""
+    program = ProgramPublished.model_validate(yaml.safe_load(file.read_text()))
+
+    async def run() -> None:
+        async with _client() as client:
+            await client.publish(program)
+
+    asyncio.run(run())
+    console.print(f"Programme {program.program_id} published: quota {program.quota:,}, "
+                  f"{program.coverage_start} – {program.coverage_end}")
+
+
+@app.command()
+def register(
+    file: Path,
+    program: Annotated[str | None, typer.Option(help="Programme id, when the file has no column")] = None,
+) -> None:
+    """Send every row of a CSV file as a registration request (Indonesian or English headers)."""
+    requests = list(read_requests(file, program))
+
+    async def run() -> None:
+        async with _client() as client:
+            with Progress(console=console) as progress:
+                await publish_requests(client, requests, progress)
+
+    asyncio.run(run())
+    console.print(f"{len(requests):,} requests sent; `lindung status` shows the outcome.")
+
+
+@app.command()
+def pay(
+    invoice_id: str,
+    amount: int,
+    reference: Annotated[str | None, typer.Option(help="Payment reference (e.g. SP2D number)")] = None,
+) -> None:
+    """Announce a sponsor's payment of an invoice (whole Rupiah)."""
+    event = PaymentReceived(
+        invoice_id=invoice_id,
+        amount_idr=amount,
+        paid_at=datetime.now(UTC),
+        reference=reference or f"manual-{datetime.now(UTC):%Y%m%d%H%M%S}",
+    )
+
+    async def run() -> None:
+        async with _client() as client:
+            await client.publish(event)
+
+    asyncio.run(run())
+    console.print(f"Payment of {rupiah(amount)} for {invoice_id} announced.")
+
+
+@app.command()
+def tick(day: Annotated[str, typer.Argument(metavar="YYYY-MM-DD")]) -> None:
+    """Start a business day (what a daily cron job sends)."""
+    event = DayStarted(date=date.fromisoformat(day))
+
+    async def run() -> None:
+        async with _client() as client:
+            await client.publish(event)
+
+    asyncio.run(run())
+    console.print(f"Day {event.date} started.")
+
+
+@app.command()
+def status() -> None:
+    """Funnel counts per programme, counted from the events."""
+
+    async def run() -> None:
+        async with _client() as client:
+            funnels = await read_funnels(client.bootstrap_servers)
+            dead = await dead_letter_counts(client)
+        table = Table(title="Lindung — funnel per programme")
+        for column in ("programme", "registered", "rejected", "confirmed", "not eligible",
+                       "invoiced", "activated", "expiry alerts", "digests"):
+            table.add_column(column, justify="left" if column == "programme" else "right")
+        for program_id, f in sorted(funnels.items()):
+            table.add_row(program_id or "(none)", f"{len(f.registered):,}", f"{len(f.registration_rejected):,}",
+                          f"{len(f.confirmed):,}", f"{len(f.eligibility_rejected):,}", rupiah(f.invoiced_idr),
+                          f"{len(f.activated):,}", f"{len(f.expiring):,}", f"{len(f.digests):,}")
+        console.print(table)
+        if dead:
+            console.print("Dead letters: " + ", ".join(f"{t} {n}" for t, n in sorted(dead.items())))
+
+    asyncio.run(run())

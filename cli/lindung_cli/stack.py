@@ -1,0 +1,181 @@
+"""`lindung up`: the whole system on one machine, supervised.
+
+Starts the embedded broker when `KAFKA_BOOTSTRAP_SERVERS` is unset and an SMTP sink when
+`SMTP_HOST` is unset, then runs each service as its own process (as in production, where each is
+`lindung service NAME`), restarting one that dies, and stops them gracefully (SIGTERM) on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from lindung_runtime.embedded import EmbeddedKafka, SmtpSink, wait_for_kafka
+from lindung_runtime.kafka import all_topics, ensure_topics
+from lindung_runtime.logging import get_logger
+from lindung_runtime.settings import LindungSettings
+
+log = get_logger(__name__)
+
+SERVICES = ("registration", "eligibility", "billing", "notification")
+STACK_FILE = "stack.json"
+
+
+class StackSettings(LindungSettings):
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+
+
+@dataclass
+class Child:
+    name: str
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    log_handle: IO[bytes] | None = field(default=None, repr=False)
+
+
+class Stack:
+    def __init__(self, settings: StackSettings, services: tuple[str, ...] = SERVICES) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir.resolve()
+        self.logs = self.data_dir / "logs"
+        self.broker: EmbeddedKafka | None = None
+        self.smtp: SmtpSink | None = None
+        self.bootstrap_servers = settings.kafka_bootstrap_servers or ""
+        self.smtp_host = settings.smtp_host or ""
+        self.smtp_port = settings.smtp_port or 25
+        self.children = [Child(name, self.logs / f"{name}.log") for name in services]
+        self._watch: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def maildir(self) -> Path | None:
+        return self.smtp.maildir if self.smtp else None
+
+    async def __aenter__(self) -> Stack:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        if not self.bootstrap_servers:
+            self.broker = EmbeddedKafka(self.logs / "broker.log")
+            self.bootstrap_servers = await self.broker.start()
+        else:
+            await wait_for_kafka(self.bootstrap_servers)
+        if self.settings.kafka_create_topics:
+            await ensure_topics(
+                self.bootstrap_servers,
+                all_topics(),
+                self.settings.kafka_partitions,
+                self.settings.kafka_replication_factor,
+            )
+        if not self.smtp_host:
+            self.smtp = SmtpSink(self.data_dir / "mail")
+            self.smtp.start()
+            self.smtp_host, self.smtp_port = "127.0.0.1", self.smtp.port
+        for child in self.children:
+            self._spawn(child)
+        (self.data_dir / STACK_FILE).write_text(
+            json.dumps({"kafka_bootstrap_servers": self.bootstrap_servers, "pid": os.getpid()})
+        )
+        self._watch = asyncio.create_task(self._supervise())
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+                "KAFKA_CREATE_TOPICS": "false",  # done once, above
+                "LINDUNG_DATA_DIR": str(self.data_dir),
+                "SMTP_HOST": self.smtp_host,
+                "SMTP_PORT": str(self.smtp_port),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    def _spawn(self, child: Child) -> None:
+        if child.log_handle is None:
+            child.log_handle = child.log_path.open("ab")
+        child.process = subprocess.Popen(
+            [sys.executable, "-m", "lindung_cli", "service", child.name],
+            env=self._child_env(),
+            stdout=child.log_handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # we forward signals ourselves, once, in order
+        )
+        log.info("service_process_started", service=child.name, pid=child.process.pid)
+
+    async def _supervise(self) -> None:
+        """Restart a service that died, with backoff; a crash loop is visible in the logs."""
+        while not self._stopping:
+            await asyncio.sleep(0.5)
+            for child in self.children:
+                if self._stopping or child.process is None or child.process.poll() is None:
+                    continue
+                child.restarts += 1
+                delay = min(30.0, 0.5 * 2 ** min(child.restarts, 6))
+                log.error(
+                    "service_process_died",
+                    service=child.name,
+                    exit_code=child.process.returncode,
+                    restart_in_s=delay,
+                    log=str(child.log_path),
+                )
+                await asyncio.sleep(delay)
+                if not self._stopping:
+                    self._spawn(child)
+
+    def alive(self) -> dict[str, bool]:
+        return {c.name: c.process is not None and c.process.poll() is None for c in self.children}
+
+    async def stop(self, grace_seconds: float = 20.0) -> None:
+        self._stopping = True
+        if self._watch is not None:
+            self._watch.cancel()
+        for child in self.children:
+            if child.process is not None and child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        for child in self.children:
+            if child.process is None:
+                continue
+            while child.process.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            if child.process.poll() is None:
+                log.warning("service_process_killed", service=child.name)
+                child.process.kill()
+                child.process.wait()
+            if child.log_handle is not None:
+                child.log_handle.close()
+                child.log_handle = None
+        if self.smtp is not None:
+            self.smtp.stop()
+        if self.broker is not None:
+            self.broker.stop()
+        (self.data_dir / STACK_FILE).unlink(missing_ok=True)
+
+
+def resolve_bootstrap(settings: LindungSettings) -> str:
+    """`KAFKA_BOOTSTRAP_SERVERS`, else the broker of a `lindung up` running on this data dir."""
+    if settings.kafka_bootstrap_servers:
+        return settings.kafka_bootstrap_servers
+    stack_file = settings.data_dir / STACK_FILE
+    if stack_file.exists():
+        return str(json.loads(stack_file.read_text())["kafka_bootstrap_servers"])
+    raise SystemExit(
+        "No broker: set KAFKA_BOOTSTRAP_SERVERS, or start `lindung up` (same LINDUNG_DATA_DIR) first."
+    )
