@@ -7,17 +7,23 @@ Money is whole Rupiah (`int`, never float); dates are `date`, instants are timez
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from lindung_contracts import topics
 
-Rupiah = Annotated[int, Field(strict=True, ge=0, description="Whole Rupiah (IDR), never fractional")]
+Rupiah = Annotated[
+    int, Field(strict=True, ge=0, description="Whole Rupiah (IDR), never fractional")
+]
 PositiveRupiah = Annotated[int, Field(strict=True, gt=0, description="Whole Rupiah (IDR)")]
-Nik = Annotated[str, Field(pattern=r"^\d{16}$", description="16-digit NIK (Nomor Induk Kependudukan)")]
-RegionCode = Annotated[str, Field(pattern=r"^\d{4}$", description="Kemendagri province+regency code")]
+Nik = Annotated[
+    str, Field(pattern=r"^\d{16}$", description="16-digit NIK (Nomor Induk Kependudukan)")
+]
+RegionCode = Annotated[
+    str, Field(pattern=r"^\d{4}$", description="Kemendagri province+regency code")
+]
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
 Period = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Calendar month")]
 ShortText = Annotated[str, Field(max_length=200)]
@@ -65,9 +71,9 @@ class ProgramPublished(Event):
     reported_income_idr: Annotated[int, Field(strict=True, ge=1_000_000)] = 1_000_000
     min_age: Annotated[int, Field(ge=0, le=120)] = 18
     max_age: Annotated[int, Field(ge=0, le=120)] = 65
-    alert_days_before_end: Annotated[list[Annotated[int, Field(ge=0, le=366)]], AfterValidator(_unique_sorted)] = Field(
-        default_factory=lambda: [30, 14, 7]
-    )
+    alert_days_before_end: Annotated[
+        list[Annotated[int, Field(ge=0, le=366)]], AfterValidator(_unique_sorted)
+    ] = Field(default_factory=lambda: [30, 14, 7])
     staff_emails: list[Email] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -186,7 +192,9 @@ class ContributionInvoiced(Event):
     periods: list[Period]
     monthly_amount_idr: Rupiah
     amount_idr: Rupiah
-    components: dict[str, Rupiah] = Field(description='Monthly amount per programme, e.g. {"JKK": 10000, "JKM": 6800}')
+    components: dict[str, Rupiah] = Field(
+        description='Monthly amount per programme, e.g. {"JKK": 10000, "JKM": 6800}'
+    )
 
 
 class PaymentReceived(Event):

@@ -8,6 +8,8 @@ Subscribers fetch batches; for each batch, from the outside in:
   in the inbox, so a redelivered event is skipped and "seen" is never recorded for a failure;
 - a handler failure rolls the batch back; it is retried with backoff, and if it keeps failing the
   batch is replayed one record per transaction, so only the poison record is dead-lettered;
+- a record whose upstream fact has not arrived yet (NotReadyYet: its programme unknown) waits
+  with backoff for up to CONSUMER_NOT_READY_MAX_WAIT_SECONDS before it is dead-lettered;
 - infrastructure failures (database locked or away) are retried until they pass, never
   dead-lettered: the offsets stay uncommitted meanwhile;
 - only if even the dead-letter publish fails does the error escape, and the subscriber's
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,7 +52,13 @@ ERROR_HEADER = "x-lindung-error"
 ERROR_CODE_HEADER = "x-lindung-error-code"
 SERVICE_HEADER = "x-lindung-service"
 ORIGINAL_TOPIC_HEADER = "x-lindung-original-topic"
-INFRA_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, TimeoutError, OSError)
+INFRA_ERRORS = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
 
 
 class UnexpectedEventType(PermanentError):
@@ -102,7 +111,10 @@ def deliveries_of(raw_message: Any) -> list[Delivery]:
     records = raw_message if isinstance(raw_message, tuple | list) else (raw_message,)
     deliveries = []
     for record in records:
-        headers = {k: (v.decode(errors="replace") if isinstance(v, bytes) else str(v)) for k, v in record.headers or ()}
+        headers = {
+            k: (v.decode(errors="replace") if isinstance(v, bytes) else str(v))
+            for k, v in record.headers or ()
+        }
         value = record.value or b""
         deliveries.append(
             Delivery(
@@ -168,10 +180,20 @@ class BatchProcessor:
             except (ValueError, PermanentError) as error:  # JSON, Unicode, pydantic, type
                 dead.append((delivery, error, 1))
         attempt = 0
+        waiting_since = time.monotonic()
         while good:
             attempt += 1
             try:
                 await self._apply_retrying_infra(good)
+                break
+            except NotReadyYet as error:
+                # An upstream fact (e.g. the programme) has not arrived yet: it will, so wait
+                # long, then dead-letter what still lacks it.
+                waited = time.monotonic() - waiting_since
+                if waited < self.settings.consumer_not_ready_max_wait_seconds:
+                    await self._pause(attempt, error, cap=5.0)
+                    continue
+                dead.extend(await self._isolate(good))
                 break
             except Exception as error:
                 retryable = not isinstance(error, PermanentError)
@@ -180,18 +202,18 @@ class BatchProcessor:
                     continue
                 dead.extend(await self._isolate(good))
                 break
-        for delivery, error, attempts in dead:
-            await self._dead_letter(delivery, error, attempts)
+        for delivery, failure, attempts in dead:
+            await self._dead_letter(delivery, failure, attempts)
         if good:
             self.service.outbox.wake()
 
     async def _isolate(self, batch: list[Delivery]) -> list[tuple[Delivery, BaseException, int]]:
         """Replay one record per transaction: the good ones pass, the poison ones are returned."""
-        dead = []
+        dead: list[tuple[Delivery, BaseException, int]] = []
         for delivery in batch:
             try:
                 await self._apply_retrying_infra([delivery])
-            except Exception as error:  # noqa: BLE001 - this record is the poison one
+            except Exception as error:
                 dead.append((delivery, error, self.settings.consumer_max_attempts + 1))
         return dead
 
@@ -229,20 +251,25 @@ class BatchProcessor:
             if self.route.preload is not None and todo:
                 await self.route.preload([d.event for d in todo], uow)
             for delivery in todo:
-                with service.tracer.start_as_current_span(
-                    f"{topic} process",
-                    context=propagate.extract(delivery.headers),
-                    kind=SpanKind.CONSUMER,
-                    attributes={
-                        "messaging.system": "kafka",
-                        "messaging.operation.type": "process",
-                        "messaging.destination.name": topic,
-                        "messaging.consumer.group.name": service.group_id,
-                        "messaging.destination.partition.id": str(delivery.partition),
-                        "messaging.kafka.offset": delivery.offset,
-                        "messaging.message.id": delivery.event_id,
-                    },
-                ), structlog.contextvars.bound_contextvars(topic=topic, event_id=delivery.event_id):
+                with (
+                    service.tracer.start_as_current_span(
+                        f"{topic} process",
+                        context=propagate.extract(delivery.headers),
+                        kind=SpanKind.CONSUMER,
+                        attributes={
+                            "messaging.system": "kafka",
+                            "messaging.operation.type": "process",
+                            "messaging.destination.name": topic,
+                            "messaging.consumer.group.name": service.group_for(topic),
+                            "messaging.destination.partition.id": str(delivery.partition),
+                            "messaging.kafka.offset": delivery.offset,
+                            "messaging.message.id": delivery.event_id,
+                        },
+                    ),
+                    structlog.contextvars.bound_contextvars(
+                        topic=topic, event_id=delivery.event_id
+                    ),
+                ):
                     uow.event_id = delivery.event_id
                     await self.route.handler(delivery.event, uow)
                 uow.mark_processed(topic, delivery.event_id)
@@ -275,7 +302,10 @@ class BatchProcessor:
             }
         )
         await self.service.broker.publish(
-            delivery.value, topic=dead_letter_topic(delivery.topic), key=delivery.key, headers=headers
+            delivery.value,
+            topic=dead_letter_topic(delivery.topic),
+            key=delivery.key,
+            headers=headers,
         )
         self.service.dead_lettered += 1
         log.error(

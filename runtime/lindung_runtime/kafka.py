@@ -103,11 +103,12 @@ class EventClient:
         for event in events:
             headers = self.headers_for(event)
             ids.append(headers["ce_id"])
+            key = event.key()
             pending.append(
                 await self.producer.send(
                     event.TOPIC,
                     event.model_dump_json().encode(),
-                    key=event.key().encode() if event.key() else None,
+                    key=key.encode() if key else None,
                     headers=[(k, v.encode()) for k, v in headers.items()],
                 )
             )
@@ -115,7 +116,11 @@ class EventClient:
         return ids
 
     async def publish_raw(
-        self, topic: str, value: bytes, key: str | None = None, headers: dict[str, str] | None = None
+        self,
+        topic: str,
+        value: bytes,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         await self.producer.send_and_wait(
             topic,
@@ -171,15 +176,24 @@ class TopicReader:
         )
         await consumer.start()
         self._consumer = consumer
-        self._partitions = [
+        await self._assign_new_partitions()
+        return self
+
+    async def _assign_new_partitions(self) -> None:
+        """Topics (or partitions) may appear after the reader started: read them from the start."""
+        consumer = self._consumer
+        assert consumer is not None
+        known = set(self._partitions)
+        found = [
             TopicPartition(topic, p)
             for topic in self.topic_names
             for p in sorted(await _partitions_for(consumer, topic))
         ]
-        if self._partitions:
+        new = [tp for tp in found if tp not in known]
+        if new:
+            self._partitions = [*self._partitions, *new]
             consumer.assign(self._partitions)
-            await consumer.seek_to_beginning(*self._partitions)
-        return self
+            await consumer.seek_to_beginning(*new)
 
     async def __aexit__(self, *_: object) -> None:
         if self._consumer is not None:
@@ -188,6 +202,10 @@ class TopicReader:
     async def read_new(self) -> list[Record]:
         consumer = self._consumer
         assert consumer is not None, "use `async with TopicReader(...)`"
+        if len(self._partitions) == 0 or len({tp.topic for tp in self._partitions}) < len(
+            self.topic_names
+        ):
+            await self._assign_new_partitions()
         if not self._partitions:
             return []
         end = await consumer.end_offsets(self._partitions)
@@ -195,7 +213,7 @@ class TopicReader:
         records: list[Record] = []
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=10000)
-            for tp, messages in batch.items():
+            for messages in batch.values():
                 # Keep records past `end` too: the position has moved beyond them.
                 records.extend(
                     Record(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -16,7 +17,9 @@ from opentelemetry import trace
 from lindung_runtime.privacy import mask_values
 
 
-def add_trace_context(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def add_trace_context(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """Put the current span's ids on the line, so a log line leads to its trace."""
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
@@ -25,9 +28,11 @@ def add_trace_context(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, 
     return event_dict
 
 
-def mask_personal_numbers(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def mask_personal_numbers(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """Last line of defence: whatever a caller logged, no full NIK or phone number leaves."""
-    return mask_values(event_dict)  # type: ignore[no-any-return]
+    return mask_values(dict(event_dict))  # type: ignore[no-any-return]
 
 
 def configure_logging(

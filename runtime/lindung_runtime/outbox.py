@@ -7,10 +7,11 @@ Shapes follow Debezium's outbox event router (id, aggregate key, type, payload, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
-from datetime import datetime
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Column, DateTime, Index, Text, inspect, update
@@ -40,7 +41,9 @@ class OutboxMessage(SQLModel, table=True):
     event_type: str = Field(max_length=200)
     payload: str = Field(sa_column=Column(Text, nullable=False))
     headers: str = Field(sa_column=Column(Text, nullable=False))
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+    created_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
+    )
     published_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     attempts: int = 0
 
@@ -71,7 +74,8 @@ class UnitOfWork:
         self.source = source
         self.event_id: str | None = None  # the event being handled right now
         self.emitted: list[Event] = []
-        self._added: dict[tuple[type[Any], tuple[Any, ...]], Any] = {}
+        self._added: dict[type[Any], dict[tuple[Any, ...], Any]] = {}
+        self._absent: set[tuple[type[Any], tuple[Any, ...]]] = set()
         self._locked: dict[tuple[type[Any], tuple[Any, ...]], Any] = {}
         self._preloaded: dict[tuple[type[Any], str], dict[Any, list[Any]]] = {}
 
@@ -80,7 +84,8 @@ class UnitOfWork:
 
     def add(self, row: SQLModel) -> None:
         key = tuple(inspect(row).mapper.primary_key_from_instance(row))
-        self._added[(type(row), key)] = row
+        self._added.setdefault(type(row), {})[key] = row
+        self._absent.discard((type(row), key))
         self.session.add(row)
 
     async def get(self, model: type[T], key: Any, *, for_update: bool = False) -> T | None:
@@ -90,9 +95,11 @@ class UnitOfWork:
         the write lock), once per batch.
         """
         ident = key if isinstance(key, tuple) else (key,)
-        pending = self._added.get((model, ident))
+        pending = self._added.get(model, {}).get(ident)
         if pending is not None:
             return pending  # type: ignore[no-any-return]
+        if (model, ident) in self._absent:
+            return None
         if for_update:
             if (model, ident) not in self._locked:
                 self._locked[(model, ident)] = await self.session.get(
@@ -100,11 +107,14 @@ class UnitOfWork:
                 )
             return self._locked[(model, ident)]  # type: ignore[no-any-return]
         pk = inspect(model).primary_key
-        if len(pk) == 1 and (index := self._preloaded.get((model, pk[0].key))) is not None:
-            if key in index:
-                rows = index[key]
-                return rows[0] if rows else None
-        return await self.session.get(model, key)
+        index = self._preloaded.get((model, pk[0].key)) if len(pk) == 1 else None
+        if index is not None and key in index:
+            rows = index[key]
+            return rows[0] if rows else None
+        row = await self.session.get(model, key)
+        if row is None:
+            self._absent.add((model, ident))  # asked once per batch, not once per record
+        return row
 
     async def preload(self, model: type[T], column: Any, values: Iterable[Any]) -> None:
         """Load, in one query, the rows a batch will look up by `column`, so that `get`/`find`
@@ -126,12 +136,14 @@ class UnitOfWork:
         if index is not None and value in index:
             stored = list(index[value])
         else:
-            stored = list((await self.session.exec(select(model).where(col(column) == value))).all())
+            stored = list(
+                (await self.session.exec(select(model).where(col(column) == value))).all()
+            )
         added = [row for row in self.added(model) if getattr(row, column.key) == value]
         return stored + [row for row in added if row not in stored]
 
     def added(self, model: type[T]) -> list[T]:
-        return [row for (kind, _), row in self._added.items() if kind is model]
+        return list(self._added.get(model, {}).values())
 
     def emit(self, event: Event) -> None:
         """Queue an event in the outbox; it is published only if this transaction commits."""
@@ -203,14 +215,12 @@ class OutboxRelay:
         if self._task is None:
             return
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
         self._task = None
         try:
             await asyncio.wait_for(self.relay_all(), timeout=10)
-        except Exception as error:  # noqa: BLE001 - shutting down; rows stay for next start
+        except Exception as error:
             log.warning("outbox_drain_incomplete", error=repr(error))
 
     async def relay_all(self) -> int:
@@ -264,7 +274,7 @@ class OutboxRelay:
                 failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # noqa: BLE001 - the broker or DB is away: back off
+            except Exception as error:
                 failures += 1
                 delay = min(self.max_backoff_seconds, 0.2 * 2**failures) * random.uniform(0.5, 1.0)
                 log.warning("outbox_relay_failed", error=repr(error), retry_in_s=round(delay, 2))
@@ -272,7 +282,5 @@ class OutboxRelay:
                 continue
             if sent >= self.batch_size:
                 continue
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
-            except TimeoutError:
-                pass

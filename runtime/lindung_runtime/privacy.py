@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_NIK_RUN = re.compile(r"(?<!\d)(\d{4})(\d{8})(\d{4})(?!\d)")
-_PHONE = re.compile(r"(?<![\d*])(\+?62|0)(8\d)(\d{4,9})(\d{3})(?!\d)")
+# ASCII digits only ([0-9], not \d, which also matches other scripts' digits), and separators
+# as people write them: "5318 0101 0190 0001", "+62 812-3456-7890".
+_NIK_LIKE = re.compile(r"(?<![0-9])[0-9]{4}(?:[ .-]?[0-9]{4}){3}(?![0-9])")
+_PHONE_LIKE = re.compile(r"(?<![0-9*])(?:\+62|62|0)[ -]?8[0-9](?:[ -]?[0-9]){6,11}(?![0-9])")
 
 
 def mask_nik(nik: str) -> str:
@@ -27,8 +29,15 @@ def mask_phone(phone: str) -> str:
 
 def mask_text(text: str) -> str:
     """Mask every NIK-like run of 16 digits and every Indonesian mobile number in free text."""
-    text = _NIK_RUN.sub(lambda m: m.group(1) + "*" * 8 + m.group(3), text)
-    return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
+    text = _NIK_LIKE.sub(lambda m: _mask_digits(m.group(0), keep_head=4, keep_tail=4), text)
+    return _PHONE_LIKE.sub(lambda m: _mask_digits(m.group(0), keep_head=4, keep_tail=3), text)
+
+
+def _mask_digits(text: str, keep_head: int, keep_tail: int) -> str:
+    """Star the digits between the first `keep_head` and the last `keep_tail`; keep separators."""
+    positions = [i for i, ch in enumerate(text) if "0" <= ch <= "9"]
+    hidden = set(positions[keep_head : len(positions) - keep_tail])
+    return "".join("*" if i in hidden else ch for i, ch in enumerate(text))
 
 
 def mask_values(value: Any) -> Any:

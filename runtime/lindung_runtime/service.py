@@ -53,7 +53,7 @@ class Service:
         self.name = name
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.group_id = f"lindung-{name}"
+        self.client_id = f"lindung-{name}"
         self.source = f"/lindung/{name}"
         self.database = Database(settings.database_url_for(name))
         self.tables = [*tables, *RUNTIME_TABLES]
@@ -62,7 +62,7 @@ class Service:
         )
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers or "localhost:9092",
-            client_id=self.group_id,
+            client_id=self.client_id,
             acks="all",
             graceful_timeout=15.0,
             middlewares=[
@@ -109,7 +109,7 @@ class Service:
             self.routes[topic] = Route(handler, event_type, preload)
             self.broker.subscriber(
                 topic,
-                group_id=self.group_id,
+                group_id=self.group_for(topic),
                 batch=True,
                 max_records=self.settings.consumer_batch_size,
                 batch_timeout_ms=200,
@@ -122,6 +122,11 @@ class Service:
             return handler
 
         return register
+
+    def group_for(self, topic: str) -> str:
+        """One consumer group per (service, topic): a subscriber joining or leaving never makes
+        the service's other subscribers rebalance, and lag is read per input topic."""
+        return f"lindung-{self.name}.{topic}"
 
     def publishes(self, *events: type[Event]) -> None:
         """Declare what this service emits (for the AsyncAPI document); the outbox sends it."""
@@ -179,6 +184,6 @@ async def _forever(task: BackgroundTask) -> None:
             return
         except asyncio.CancelledError:
             raise
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             log.exception("background_task_failed", task=task.__name__, error=repr(error))
             await asyncio.sleep(1.0)

@@ -33,6 +33,9 @@ class LindungSettings(BaseSettings):
     consumer_batch_size: int = Field(default=500, ge=1, description="Records per transaction")
     consumer_max_attempts: int = Field(default=5, ge=1, description="Tries before a dead letter")
     consumer_retry_base_seconds: float = Field(default=0.2, gt=0)
+    consumer_not_ready_max_wait_seconds: float = Field(
+        default=300.0, ge=0, description="How long an event may wait for the facts it needs"
+    )
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_seconds: float = Field(default=0.5, gt=0)
 

@@ -31,7 +31,9 @@ def build_tracer_provider(
     elif exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        span_exporter = OTLPSpanExporter(endpoint=otlp_endpoint) if otlp_endpoint else OTLPSpanExporter()
+        span_exporter = (
+            OTLPSpanExporter(endpoint=otlp_endpoint) if otlp_endpoint else OTLPSpanExporter()
+        )
     if span_exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(span_exporter))
     for processor in extra_processors or []:

@@ -5,10 +5,16 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import Column, DateTime, Index, Text
+from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 
-class Program(SQLModel, table=True):
+class Table(SQLModel, registry=registry()):
+    """Base of this service's tables, with metadata of its own: services may share table names
+    (each owns its database) and still be imported into one process (tests, the docs export)."""
+
+
+class Program(Table, table=True):
     __tablename__ = "program"
 
     program_id: str = Field(primary_key=True, max_length=64)
@@ -23,7 +29,7 @@ class Program(SQLModel, table=True):
         return [int(d) for d in self.alert_days_before_end.split(",") if d]
 
 
-class Invoice(SQLModel, table=True):
+class Invoice(Table, table=True):
     __tablename__ = "invoice"
 
     invoice_id: str = Field(primary_key=True, max_length=80)
@@ -32,7 +38,7 @@ class Invoice(SQLModel, table=True):
     paid_idr: int = 0
 
 
-class InvoiceLine(SQLModel, table=True):
+class InvoiceLine(Table, table=True):
     __tablename__ = "invoice_line"
     __table_args__ = (Index("ix_line_expiry", "program_id", "coverage_end", "activated_at"),)
 
@@ -50,7 +56,7 @@ class InvoiceLine(SQLModel, table=True):
     activated_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
-class Payment(SQLModel, table=True):
+class Payment(Table, table=True):
     """A payment is counted once per (invoice, reference), however often it is announced."""
 
     __tablename__ = "payment"
@@ -61,7 +67,7 @@ class Payment(SQLModel, table=True):
     paid_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-class ExpiryAlert(SQLModel, table=True):
+class ExpiryAlert(Table, table=True):
     __tablename__ = "expiry_alert"
 
     worker_id: str = Field(primary_key=True, max_length=36)

@@ -54,7 +54,6 @@ async def on_eligibility_confirmed(
     confirmed: EligibilityConfirmed, uow: UnitOfWork = Context("uow")
 ) -> None:
     """Add the worker's line to the programme term's invoice."""
-    session = uow.session
     if await uow.get(InvoiceLine, confirmed.worker_id) is not None:
         return
     program = await uow.get(Program, confirmed.program_id)
@@ -185,7 +184,9 @@ async def on_day_started(day: DayStarted, uow: UnitOfWork = Context("uow")) -> N
                 if line.worker_id in already:
                     continue
                 uow.add(
-                    ExpiryAlert(worker_id=line.worker_id, coverage_end=coverage_end, days_left=days_left)
+                    ExpiryAlert(
+                        worker_id=line.worker_id, coverage_end=coverage_end, days_left=days_left
+                    )
                 )
                 uow.emit(
                     CoverageExpiring(
@@ -202,4 +203,3 @@ async def on_day_started(day: DayStarted, uow: UnitOfWork = Context("uow")) -> N
                     )
                 )
             log.info("coverage_expiring", alert_id=window, workers=len(lines))
-

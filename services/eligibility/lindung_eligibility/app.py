@@ -11,7 +11,9 @@ from lindung_runtime import Clock, Service
 NAME = "eligibility"
 
 
-def create_service(settings: EligibilitySettings | None = None, clock: Clock | None = None) -> Service:
+def create_service(
+    settings: EligibilitySettings | None = None, clock: Clock | None = None
+) -> Service:
     service = Service(NAME, settings or EligibilitySettings(), TABLES, clock=clock)
     service.consumer(topics.PROGRAM_PUBLISHED)(handlers.on_program_published)
     service.consumer(topics.DAY_STARTED)(handlers.on_day_started)

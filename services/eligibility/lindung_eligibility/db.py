@@ -5,10 +5,16 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import Column, DateTime, Index, Text
+from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 
-class Program(SQLModel, table=True):
+class Table(SQLModel, registry=registry()):
+    """Base of this service's tables, with metadata of its own: services may share table names
+    (each owns its database) and still be imported into one process (tests, the docs export)."""
+
+
+class Program(Table, table=True):
     __tablename__ = "program"
 
     program_id: str = Field(primary_key=True, max_length=64)
@@ -21,7 +27,7 @@ class Program(SQLModel, table=True):
     max_age: int
 
 
-class BusinessDay(SQLModel, table=True):
+class BusinessDay(Table, table=True):
     """The latest DayStarted seen: the only "today" eligibility knows."""
 
     __tablename__ = "business_day"
@@ -30,7 +36,7 @@ class BusinessDay(SQLModel, table=True):
     today: date
 
 
-class Decision(SQLModel, table=True):
+class Decision(Table, table=True):
     __tablename__ = "decision"
     __table_args__ = (Index("ix_decision_nik_status", "nik", "status"),)
 

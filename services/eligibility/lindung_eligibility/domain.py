@@ -62,7 +62,7 @@ QUOTA_EXHAUSTED = reason(
 
 
 def coverage_term(program: ProgramRules, business_date: date | None) -> CoverageTerm:
-    """From the programme's start if decided on or before it, else from the next month's first day."""
+    """From the programme's start if decided on or before it, else from next month's first day."""
     if business_date is None or business_date <= program.coverage_start:
         return CoverageTerm(program.coverage_start, program.coverage_end)
     return CoverageTerm(first_of_next_month(business_date), program.coverage_end)
@@ -112,13 +112,20 @@ def assess(
         )
     if nik_gender != applicant.gender:
         reasons.append(
-            reason("gender_mismatch", "Jenis kelamin tidak sesuai dengan NIK / Gender does not match the NIK")
+            reason(
+                "gender_mismatch",
+                "Jenis kelamin tidak sesuai dengan NIK / Gender does not match the NIK",
+            )
         )
     if term.start > term.end:
         reasons.append(
-            reason("program_ended", "Masa program sudah berakhir / The programme's term has ended")
+            reason(
+                "program_ended",
+                "Masa program berakhir sebelum kepesertaan dapat dimulai / "
+                "The programme ends before cover could start",
+            )
         )
-    age = age_on(born, term.start)
+    age = age_on(born, min(term.start, program.coverage_end))
     if age < program.min_age:
         reasons.append(
             reason(

@@ -14,7 +14,13 @@ from lindung_contracts import (
     WorkerRegistered,
 )
 from lindung_eligibility.db import BusinessDay, Decision, Program
-from lindung_eligibility.domain import QUOTA_EXHAUSTED, Applicant, CoverageTerm, ProgramRules, assess
+from lindung_eligibility.domain import (
+    QUOTA_EXHAUSTED,
+    Applicant,
+    CoverageTerm,
+    ProgramRules,
+    assess,
+)
 from lindung_runtime import NotReadyYet, UnitOfWork
 from lindung_runtime.logging import get_logger
 from lindung_runtime.privacy import mask_nik
@@ -67,7 +73,9 @@ async def on_worker_registered(worker: WorkerRegistered, uow: UnitOfWork = Conte
     if program is None:
         raise NotReadyYet(f"programme {worker.program_id!r} not published (yet)")
     business_day = await uow.get(BusinessDay, 1)
-    enrolled = [d for d in await uow.find(Decision, Decision.nik, worker.nik) if d.status == "confirmed"]
+    enrolled = [
+        d for d in await uow.find(Decision, Decision.nik, worker.nik) if d.status == "confirmed"
+    ]
     assessment = assess(
         ProgramRules(
             program_id=program.program_id,
@@ -128,4 +136,3 @@ async def on_worker_registered(worker: WorkerRegistered, uow: UnitOfWork = Conte
         )
     )
     log.info("eligibility_confirmed", nik=mask_nik(worker.nik), worker_id=worker.worker_id)
-

@@ -11,7 +11,9 @@ from lindung_runtime import Clock, Service
 NAME = "notification"
 
 
-def create_service(settings: NotificationSettings | None = None, clock: Clock | None = None) -> Service:
+def create_service(
+    settings: NotificationSettings | None = None, clock: Clock | None = None
+) -> Service:
     settings = settings or NotificationSettings()
     service = Service(NAME, settings, TABLES, clock=clock)
     service.consumer(topics.PROGRAM_PUBLISHED)(handlers.on_program_published)

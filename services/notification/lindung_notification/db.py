@@ -5,10 +5,16 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import Column, DateTime
+from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 
-class Program(SQLModel, table=True):
+class Table(SQLModel, registry=registry()):
+    """Base of this service's tables, with metadata of its own: services may share table names
+    (each owns its database) and still be imported into one process (tests, the docs export)."""
+
+
+class Program(Table, table=True):
     __tablename__ = "program"
 
     program_id: str = Field(primary_key=True, max_length=64)
@@ -17,7 +23,7 @@ class Program(SQLModel, table=True):
     staff_emails: str = Field(description="Comma-separated addresses")
 
 
-class Digest(SQLModel, table=True):
+class Digest(Table, table=True):
     """One programme's alert window; `sent_at` is set in the same transaction as DigestSent."""
 
     __tablename__ = "digest"
@@ -28,13 +34,17 @@ class Digest(SQLModel, table=True):
     days_left: int
     expected_size: int = 0
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), index=True))
+    sent_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), index=True)
+    )
     send_attempts: int = 0
-    next_attempt_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    next_attempt_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
     last_error: str | None = None
 
 
-class DigestEntry(SQLModel, table=True):
+class DigestEntry(Table, table=True):
     __tablename__ = "digest_entry"
 
     digest_id: str = Field(primary_key=True, max_length=120)

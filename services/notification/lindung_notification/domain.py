@@ -13,8 +13,18 @@ from datetime import date
 from lindung_runtime.privacy import mask_nik
 
 BULAN = (
-    "Januari", "Februari", "Maret", "April", "Mei", "Juni",
-    "Juli", "Agustus", "September", "Oktober", "November", "Desember",
+    "Januari",
+    "Februari",
+    "Maret",
+    "April",
+    "Mei",
+    "Juni",
+    "Juli",
+    "Agustus",
+    "September",
+    "Oktober",
+    "November",
+    "Desember",
 )
 
 
@@ -65,7 +75,7 @@ def compose_digest(
             f"Yth. Tim {sponsor},",
             "",
             f"Kepesertaan BPJS Ketenagakerjaan (JKK dan JKM) untuk {count} peserta pekerja rentan "
-            f"dalam program \"{program_name}\" ({program_id}) akan berakhir pada "
+            f'dalam program "{program_name}" ({program_id}) akan berakhir pada '
             f"{tanggal(coverage_end)}, {days_left} hari lagi.",
             "",
             "Agar perlindungan tidak terputus, mohon segera proses perpanjangan kepesertaan "
@@ -79,11 +89,19 @@ def compose_digest(
     )
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["worker_id", "nik", "nama_lengkap", "desa_kelurahan", "kecamatan", "akhir_kepesertaan"])
+    writer.writerow(
+        ["worker_id", "nik", "nama_lengkap", "desa_kelurahan", "kecamatan", "akhir_kepesertaan"]
+    )
     for worker in sorted(workers, key=lambda w: (w.district, w.village, w.full_name)):
         writer.writerow(
-            [worker.worker_id, mask_nik(worker.nik), worker.full_name, worker.village,
-             worker.district, coverage_end.isoformat()]
+            [
+                worker.worker_id,
+                mask_nik(worker.nik),
+                worker.full_name,
+                worker.village,
+                worker.district,
+                coverage_end.isoformat(),
+            ]
         )
     return DigestMail(
         subject=subject,

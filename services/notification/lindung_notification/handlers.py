@@ -37,7 +37,6 @@ async def preload_entries(alerts: list[CoverageExpiring], uow: UnitOfWork) -> No
 
 async def on_coverage_expiring(alert: CoverageExpiring, uow: UnitOfWork = Context("uow")) -> None:
     """Add the worker to the window's digest; the dispatcher sends it when complete."""
-    session = uow.session
     digest_id = alert.alert_id or f"{alert.program_id}:{alert.coverage_end}:{alert.days_left}d"
     digest = await uow.get(Digest, digest_id)
     if digest is None:
@@ -133,8 +132,10 @@ class DigestDispatcher:
             program.staff_emails.split(","),
         )
         try:
-            await mailer.send(mailer.build_message(mail, self.settings.smtp_from, digest_id), self.settings)
-        except Exception as error:  # noqa: BLE001 - SMTP away or refusing: retry later
+            await mailer.send(
+                mailer.build_message(mail, self.settings.smtp_from, digest_id), self.settings
+            )
+        except Exception as error:
             return await self._postpone(digest_id, repr(error)[:500])
         async with self.service.unit_of_work() as uow:
             digest = await uow.get(Digest, digest_id)
@@ -155,7 +156,12 @@ class DigestDispatcher:
             )
             await uow.session.commit()
         self.service.outbox.wake()
-        log.info("digest_sent", digest_id=digest_id, workers=len(entries), recipients=len(mail.recipients))
+        log.info(
+            "digest_sent",
+            digest_id=digest_id,
+            workers=len(entries),
+            recipients=len(mail.recipients),
+        )
         return True
 
     async def _postpone(self, digest_id: str, error: str) -> bool:
@@ -163,12 +169,16 @@ class DigestDispatcher:
             digest = await uow.get(Digest, digest_id)
             assert digest is not None
             digest.send_attempts += 1
-            delay = min(self.settings.smtp_max_backoff_seconds, 2.0 * 2 ** min(digest.send_attempts, 12))
+            delay = min(
+                self.settings.smtp_max_backoff_seconds, 2.0 * 2 ** min(digest.send_attempts, 12)
+            )
             digest.next_attempt_at = uow.now() + timedelta(seconds=delay * random.uniform(0.5, 1.0))
             digest.last_error = error
             uow.add(digest)
             await uow.session.commit()
-        log.warning("digest_send_postponed", digest_id=digest_id, attempts=digest.send_attempts, error=error)
+        log.warning(
+            "digest_send_postponed", digest_id=digest_id, attempts=digest.send_attempts, error=error
+        )
         return False
 
 

@@ -11,7 +11,9 @@ from lindung_runtime import Clock, Service
 NAME = "registration"
 
 
-def create_service(settings: RegistrationSettings | None = None, clock: Clock | None = None) -> Service:
+def create_service(
+    settings: RegistrationSettings | None = None, clock: Clock | None = None
+) -> Service:
     service = Service(NAME, settings or RegistrationSettings(), TABLES, clock=clock)
     service.consumer(topics.REGISTRATION_REQUESTED, preload=handlers.preload_workers)(
         handlers.on_registration_requested

@@ -5,10 +5,16 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 
-class Worker(SQLModel, table=True):
+class Table(SQLModel, registry=registry()):
+    """Base of this service's tables, with metadata of its own: services may share table names
+    (each owns its database) and still be imported into one process (tests, the docs export)."""
+
+
+class Worker(Table, table=True):
     """A registered worker: one row per (programme, NIK), which is what makes intake idempotent."""
 
     __tablename__ = "worker"

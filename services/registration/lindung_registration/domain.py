@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Literal
 
 import phonenumbers
@@ -30,24 +30,40 @@ _MESSAGES: dict[str, str] = {
         "NIK is not valid: its region code or embedded birth date is wrong"
     ),
     "name_required": "Nama lengkap wajib diisi / Full name is required",
-    "name_too_long": f"Nama maksimal {MAX_NAME_LENGTH} karakter / Name is at most {MAX_NAME_LENGTH} characters",
+    "name_too_long": (
+        f"Nama maksimal {MAX_NAME_LENGTH} karakter / Name is at most {MAX_NAME_LENGTH} characters"
+    ),
     "birth_date_required": "Tanggal lahir wajib diisi / Birth date is required",
     "birth_date_invalid": (
         "Tanggal lahir tidak valid (format YYYY-MM-DD atau DD/MM/YYYY) / "
         "Birth date is not valid (use YYYY-MM-DD or DD/MM/YYYY)"
     ),
-    "gender_invalid": "Jenis kelamin harus M/L (laki-laki) atau F/P (perempuan) / Gender must be M or F",
+    "gender_invalid": (
+        "Jenis kelamin harus M/L (laki-laki) atau F/P (perempuan) / Gender must be M or F"
+    ),
     "village_required": "Desa/Kelurahan wajib diisi / Village is required",
     "district_required": "Kecamatan wajib diisi / District is required",
-    "place_too_long": f"Nama tempat maksimal {MAX_PLACE_LENGTH} karakter / Place name is at most {MAX_PLACE_LENGTH} characters",
+    "place_too_long": (
+        f"Nama tempat maksimal {MAX_PLACE_LENGTH} karakter / "
+        f"Place name is at most {MAX_PLACE_LENGTH} characters"
+    ),
     "phone_invalid": "Nomor HP tidak valid / Phone number is not valid",
     "occupation_too_long": "Pekerjaan maksimal 100 karakter / Occupation is at most 100 characters",
     "program_id_required": "Program wajib diisi / Programme is required",
 }
 
 _GENDERS: dict[str, Literal["M", "F"]] = {
-    "M": "M", "L": "M", "LAKI-LAKI": "M", "LAKI LAKI": "M", "MALE": "M", "PRIA": "M",
-    "F": "F", "P": "F", "PEREMPUAN": "F", "FEMALE": "F", "WANITA": "F",
+    "M": "M",
+    "L": "M",
+    "LAKI-LAKI": "M",
+    "LAKI LAKI": "M",
+    "MALE": "M",
+    "PRIA": "M",
+    "F": "F",
+    "P": "F",
+    "PEREMPUAN": "F",
+    "FEMALE": "F",
+    "WANITA": "F",
 }
 
 
@@ -149,35 +165,43 @@ def normalise_nik(raw: str) -> str | FieldError:
     if len(raw) > 64:
         return field_error("nik", "nik_invalid_length")
     try:
-        return str(stdnum_nik.validate(raw))
+        nik = str(stdnum_nik.validate(raw))
     except InvalidLength:  # a subclass of InvalidFormat in stdnum: test it first
         return field_error("nik", "nik_invalid_length")
     except InvalidFormat:
         return field_error("nik", "nik_invalid_format")
     except (InvalidComponent, ValidationError):
         return field_error("nik", "nik_invalid_component")
+    day = int(nik[6:8])
+    if not (1 <= day <= 31 or 41 <= day <= 71):  # stdnum reads the day modulo 40: 81-99 pass it
+        return field_error("nik", "nik_invalid_component")
+    return nik
 
 
-_DMY = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$")
+_DMY = re.compile(r"^([0-9]{1,2})[/.-]([0-9]{1,2})[/.-]([0-9]{4})$")
+_ISO = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[T ]00:00(?::00(?:\.0+)?)?)?$")
 
 
 def parse_date(raw: str) -> date | None:
-    """ISO `YYYY-MM-DD` or Indonesian `DD/MM/YYYY`; anything else is not a date."""
+    """ISO `YYYY-MM-DD` (also with a midnight time, as spreadsheets export dates) or Indonesian
+    `DD/MM/YYYY`; anything else is not a date."""
     text = raw.strip()
-    if len(text) > 10:
-        text = text[:10] if re.match(r"^\d{4}-\d{2}-\d{2}[T ]", text) else text
     try:
         if match := _DMY.match(text):
             day, month, year = (int(g) for g in match.groups())
             return date(year, month, day)
-        return datetime.strptime(text, "%Y-%m-%d").date()
+        if match := _ISO.match(text):
+            year, month, day = (int(g) for g in match.groups())
+            return date(year, month, day)
     except ValueError:
         return None
+    return None
 
 
 def normalise_phone(raw: str) -> str | FieldError:
     """Indonesian numbers in any common form (0812..., 62812..., +62 812-...) as E.164."""
-    if len(raw) > 32:
+    # Only digits and the usual separators: phonenumbers would read letters as keypad digits.
+    if len(raw) > 32 or not re.fullmatch(r"\+?[0-9 ().-]+", raw.strip()):
         return field_error("phone", "phone_invalid")
     try:
         number = phonenumbers.parse(raw, "ID")

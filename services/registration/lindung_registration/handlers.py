@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from faststream import Context
+from stdnum.id import nik as stdnum_nik
 
 from lindung_contracts import RegistrationRejected, RegistrationRequested, WorkerRegistered
 from lindung_registration.db import Worker
-from stdnum.id import nik as stdnum_nik
-
 from lindung_registration.domain import validate_registration, worker_id_for
 from lindung_runtime import UnitOfWork
 from lindung_runtime.logging import get_logger
@@ -37,7 +36,9 @@ async def on_registration_requested(
                 request_id=uow.event_id,
             )
         )
-        log.info("registration_rejected", nik=mask_nik(request.nik[:64]), codes=[e.code for e in result])
+        log.info(
+            "registration_rejected", nik=mask_nik(request.nik[:64]), codes=[e.code for e in result]
+        )
         return
 
     if await uow.get(Worker, result.worker_id) is not None:
