@@ -35,7 +35,11 @@ class DemoResult:
 async def publish_requests(
     client: EventClient, requests: list[RegistrationRequested], progress: Progress | None = None
 ) -> None:
-    task = progress.add_task("Mendaftarkan peserta / registering", total=len(requests)) if progress else None
+    task = (
+        progress.add_task("Mendaftarkan peserta / registering", total=len(requests))
+        if progress
+        else None
+    )
     for start in range(0, len(requests), 500):
         chunk = requests[start : start + 500]
         await client.publish_many(chunk)
@@ -75,7 +79,11 @@ async def run_founding_case(
 
 
 async def _founding_case(
-    client: EventClient, watcher: FunnelWatcher, work_dir: Path, console: Console | None, timeout: float
+    client: EventClient,
+    watcher: FunnelWatcher,
+    work_dir: Path,
+    console: Console | None,
+    timeout: float,
 ) -> tuple[Funnel, Expected]:
     program = founding_program()
     await client.publish(program)
@@ -86,21 +94,31 @@ async def _founding_case(
     write_requests(csv_path, rows)
     requests = list(read_requests(csv_path, program.program_id))
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=console is None, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=console is None,
+        transient=True,
     ) as progress:
         half = len(requests) // 2
         await publish_requests(client, requests[:half], progress)
         for body in MALFORMED_MESSAGES:  # upstream mistakes among good messages
-            await client.publish_raw(topics.REGISTRATION_REQUESTED, body, key=None,
-                                     headers={"content-type": "application/json"})
+            await client.publish_raw(
+                topics.REGISTRATION_REQUESTED,
+                body,
+                key=None,
+                headers={"content-type": "application/json"},
+            )
         await publish_requests(client, requests[half:], progress)
     expected.malformed = len(MALFORMED_MESSAGES)
 
     def invoiced(f: Funnel) -> bool:
         decided = len(f.confirmed) + len(f.eligibility_rejected)
         return (
-            len(f.registered) + len(f.registration_rejected) == expected.registered + expected.registration_rejected
+            len(f.registered) + len(f.registration_rejected)
+            == expected.registered + expected.registration_rejected
             and decided == len(f.registered)
             and len(f.invoice_lines) == len(f.confirmed)
         )
@@ -116,14 +134,20 @@ async def _founding_case(
             )
         )
     funnel = await wait_for(
-        watcher, program.program_id, lambda f: len(f.activated) == len(f.invoice_lines), "activation", timeout
+        watcher,
+        program.program_id,
+        lambda f: len(f.activated) == len(f.invoice_lines),
+        "activation",
+        timeout,
     )
     day = program.coverage_start
     last = date(2025, 12, 1)
     while day < last:  # the daily cron, compressed
         day += timedelta(days=1)
         await client.publish(DayStarted(date=day))
-    windows = sum(1 for d in program.alert_days_before_end if program.coverage_end - timedelta(days=d) <= last)
+    windows = sum(
+        1 for d in program.alert_days_before_end if program.coverage_end - timedelta(days=d) <= last
+    )
     funnel = await wait_for(
         watcher, program.program_id, lambda f: len(f.digests) >= windows, "expiry digests", timeout
     )
@@ -161,16 +185,29 @@ def print_summary(result: DemoResult, console: Console) -> None:
     def reasons(counts: dict[str, int]) -> str:
         return ", ".join(f"{code} {n}" for code, n in sorted(counts.items()))
 
-    table.add_row("Permintaan pendaftaran / requests", f"{result.expected.requests:,}",
-                  f"+ {result.expected.malformed} malformed messages")
+    table.add_row(
+        "Permintaan pendaftaran / requests",
+        f"{result.expected.requests:,}",
+        f"+ {result.expected.malformed} malformed messages",
+    )
     table.add_row("Terdaftar / registered", f"{len(f.registered):,}", "")
-    table.add_row("Ditolak saat pendaftaran / rejected", f"{len(f.registration_rejected):,}",
-                  reasons(f.reason_counts(f.registration_rejected)))
+    table.add_row(
+        "Ditolak saat pendaftaran / rejected",
+        f"{len(f.registration_rejected):,}",
+        reasons(f.reason_counts(f.registration_rejected)),
+    )
     table.add_row("Memenuhi syarat / confirmed", f"{len(f.confirmed):,}", "")
-    table.add_row("Tidak memenuhi syarat / not eligible", f"{len(f.eligibility_rejected):,}",
-                  reasons(f.reason_counts(f.eligibility_rejected)))
+    table.add_row(
+        "Tidak memenuhi syarat / not eligible",
+        f"{len(f.eligibility_rejected):,}",
+        reasons(f.reason_counts(f.eligibility_rejected)),
+    )
     invoices = ", ".join(f.invoices())
-    table.add_row("Tagihan iuran / invoiced", rupiah(f.invoiced_idr), f"{len(f.invoice_lines):,} lines on {invoices}")
+    table.add_row(
+        "Tagihan iuran / invoiced",
+        rupiah(f.invoiced_idr),
+        f"{len(f.invoice_lines):,} lines on {invoices}",
+    )
     table.add_row("Kepesertaan aktif / activated", f"{len(f.activated):,}", "after payment")
     digests = "; ".join(
         f"{d['days_left']} hari sebelum {d['coverage_end']}: {d['worker_count']:,} peserta"
@@ -180,5 +217,7 @@ def print_summary(result: DemoResult, console: Console) -> None:
     table.add_row("Dead letters", f"{result.dead_letters}", "registration.requested.dlq")
     console.print(table)
     if result.maildir is not None:
-        console.print(f"Mail landed in [bold]{result.maildir / 'new'}[/] ({result.mails} message(s))")
+        console.print(
+            f"Mail landed in [bold]{result.maildir / 'new'}[/] ({result.mails} message(s))"
+        )
     console.print(f"Finished in {result.seconds:.1f} s")

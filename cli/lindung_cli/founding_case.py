@@ -16,18 +16,71 @@ import yaml
 from lindung_contracts import ProgramPublished
 
 KECAMATAN = {
-    "01": "Loura", "02": "Wewewa Utara", "03": "Wewewa Timur", "04": "Wewewa Barat",
-    "05": "Wewewa Selatan", "06": "Kodi Bangedo", "07": "Kodi", "08": "Kodi Utara",
-    "09": "Kota Tambolaka", "10": "Wewewa Tengah", "11": "Kodi Balaghar",
+    "01": "Loura",
+    "02": "Wewewa Utara",
+    "03": "Wewewa Timur",
+    "04": "Wewewa Barat",
+    "05": "Wewewa Selatan",
+    "06": "Kodi Bangedo",
+    "07": "Kodi",
+    "08": "Kodi Utara",
+    "09": "Kota Tambolaka",
+    "10": "Wewewa Tengah",
+    "11": "Kodi Balaghar",
 }
-MALE = ["Yohanes", "Petrus", "Agustinus", "Daniel", "Umbu", "Markus", "Yakobus", "Lukas", "Stefanus", "Paulus"]
-FEMALE = ["Maria", "Yuliana", "Magdalena", "Rambu", "Margaretha", "Elisabeth", "Agustina", "Kristina", "Ana", "Veronika"]
-FAMILY = ["Bili", "Lede", "Malo", "Dappa", "Kaka", "Ngongo", "Tanggu", "Bulu", "Wora", "Lero", "Kaleka", "Mbani"]
-OCCUPATIONS = ["Petani", "Nelayan", "Peternak", "Pedagang", "Pengemudi ojek", "Perajin tenun", "Buruh harian"]
+MALE = [
+    "Yohanes",
+    "Petrus",
+    "Agustinus",
+    "Daniel",
+    "Umbu",
+    "Markus",
+    "Yakobus",
+    "Lukas",
+    "Stefanus",
+    "Paulus",
+]
+FEMALE = [
+    "Maria",
+    "Yuliana",
+    "Magdalena",
+    "Rambu",
+    "Margaretha",
+    "Elisabeth",
+    "Agustina",
+    "Kristina",
+    "Ana",
+    "Veronika",
+]
+FAMILY = [
+    "Bili",
+    "Lede",
+    "Malo",
+    "Dappa",
+    "Kaka",
+    "Ngongo",
+    "Tanggu",
+    "Bulu",
+    "Wora",
+    "Lero",
+    "Kaleka",
+    "Mbani",
+]
+OCCUPATIONS = [
+    "Petani",
+    "Nelayan",
+    "Peternak",
+    "Pedagang",
+    "Pengemudi ojek",
+    "Perajin tenun",
+    "Buruh harian",
+]
 
 
 def founding_program() -> ProgramPublished:
-    text = resources.files("lindung_cli").joinpath("examples/sumba-barat-daya-2025q4.yaml").read_text()
+    text = (
+        resources.files("lindung_cli").joinpath("examples/sumba-barat-daya-2025q4.yaml").read_text()
+    )
     return ProgramPublished.model_validate(yaml.safe_load(text))
 
 
@@ -50,7 +103,9 @@ def _nik(district: str, born: date, gender: str, serial: int, region: str = "531
     return f"{region}{district}{day:02d}{born.month:02d}{born.year % 100:02d}{serial:04d}"
 
 
-def generate_rows(program: ProgramPublished, seed: int = 20251001) -> tuple[list[dict[str, str]], Expected]:
+def generate_rows(
+    program: ProgramPublished, seed: int = 20251001
+) -> tuple[list[dict[str, str]], Expected]:
     """`quota` eligible workers plus a few over the quota, deliberately bad and ineligible rows."""
     rng = random.Random(seed)
     serial = 0

@@ -20,8 +20,16 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "district": ("district", "kecamatan"),
     "phone": ("phone", "no hp", "nomor hp", "telepon"),
 }
-TEMPLATE_HEADER = ["NIK", "Nama Lengkap", "Tanggal Lahir", "Jenis Kelamin", "Pekerjaan",
-                   "Desa/Kelurahan", "Kecamatan", "No HP"]
+TEMPLATE_HEADER = [
+    "NIK",
+    "Nama Lengkap",
+    "Tanggal Lahir",
+    "Jenis Kelamin",
+    "Pekerjaan",
+    "Desa/Kelurahan",
+    "Kecamatan",
+    "No HP",
+]
 
 
 def _normal(header: str) -> str:
@@ -53,7 +61,16 @@ def read_requests(path: Path, program_id: str | None) -> Iterator[RegistrationRe
 
 def write_requests(path: Path, rows: list[dict[str, str]]) -> None:
     """Write rows in the Indonesian template layout (what the demo hands to `register`)."""
-    keys = ["nik", "full_name", "birth_date", "gender", "occupation", "village", "district", "phone"]
+    keys = [
+        "nik",
+        "full_name",
+        "birth_date",
+        "gender",
+        "occupation",
+        "village",
+        "district",
+        "phone",
+    ]
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(TEMPLATE_HEADER)

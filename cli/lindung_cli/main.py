@@ -7,7 +7,7 @@ import importlib
 import signal
 import sys
 from datetime import UTC, date, datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from lindung_cli.demo import print_summary, publish_requests, rupiah, run_demo
+from lindung_cli.demo import print_summary, publish_requests, run_demo, rupiah
 from lindung_cli.funnel import dead_letter_counts, read_funnels
 from lindung_cli.intake import read_requests
 from lindung_cli.stack import Stack, StackSettings, resolve_bootstrap
@@ -26,13 +26,19 @@ from lindung_runtime.kafka import EventClient
 from lindung_runtime.logging import configure_logging
 from lindung_runtime.settings import LindungSettings
 
-app = typer.Typer(help="Lindung: BPJS Ketenagakerjaan enrolment for pekerja rentan.", no_args_is_help=True)
+app = typer.Typer(
+    help="Lindung: BPJS Ketenagakerjaan enrolment for pekerja rentan.", no_args_is_help=True
+)
 program_app = typer.Typer(help="Programmes (one sponsor's PKS term).", no_args_is_help=True)
 app.add_typer(program_app, name="program")
+contracts_app = typer.Typer(
+    help="The contract documents generated from the code.", no_args_is_help=True
+)
+app.add_typer(contracts_app, name="contracts")
 console = Console()
 
 
-class ServiceName(str, Enum):
+class ServiceName(StrEnum):
     registration = "registration"
     eligibility = "eligibility"
     billing = "billing"
@@ -64,9 +70,15 @@ def up() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
         async with Stack(settings) as stack:
-            console.print(f"Kafka: {stack.bootstrap_servers}   SMTP: {stack.smtp_host}:{stack.smtp_port}")
-            console.print(f"Logs: {stack.logs}" + (f"   Mail: {stack.maildir}" if stack.maildir else ""))
-            console.print("Services: " + ", ".join(stack.alive()) + " — Ctrl-C stops them gracefully.")
+            console.print(
+                f"Kafka: {stack.bootstrap_servers}   SMTP: {stack.smtp_host}:{stack.smtp_port}"
+            )
+            console.print(
+                f"Logs: {stack.logs}" + (f"   Mail: {stack.maildir}" if stack.maildir else "")
+            )
+            console.print(
+                "Services: " + ", ".join(stack.alive()) + " — Ctrl-C stops them gracefully."
+            )
             await stopping.wait()
             console.print("Stopping…")
 
@@ -92,14 +104,18 @@ def program_apply(file: Path) -> None:
             await client.publish(program)
 
     asyncio.run(run())
-    console.print(f"Programme {program.program_id} published: quota {program.quota:,}, "
-                  f"{program.coverage_start} – {program.coverage_end}")
+    console.print(
+        f"Programme {program.program_id} published: quota {program.quota:,}, "
+        f"{program.coverage_start} – {program.coverage_end}"
+    )
 
 
 @app.command()
 def register(
     file: Path,
-    program: Annotated[str | None, typer.Option(help="Programme id, when the file has no column")] = None,
+    program: Annotated[
+        str | None, typer.Option(help="Programme id, when the file has no column")
+    ] = None,
 ) -> None:
     """Send every row of a CSV file as a registration request (Indonesian or English headers)."""
     requests = list(read_requests(file, program))
@@ -117,7 +133,9 @@ def register(
 def pay(
     invoice_id: str,
     amount: int,
-    reference: Annotated[str | None, typer.Option(help="Payment reference (e.g. SP2D number)")] = None,
+    reference: Annotated[
+        str | None, typer.Option(help="Payment reference (e.g. SP2D number)")
+    ] = None,
 ) -> None:
     """Announce a sponsor's payment of an invoice (whole Rupiah)."""
     event = PaymentReceived(
@@ -157,15 +175,49 @@ def status() -> None:
             funnels = await read_funnels(client.bootstrap_servers)
             dead = await dead_letter_counts(client)
         table = Table(title="Lindung — funnel per programme")
-        for column in ("programme", "registered", "rejected", "confirmed", "not eligible",
-                       "invoiced", "activated", "expiry alerts", "digests"):
+        for column in (
+            "programme",
+            "registered",
+            "rejected",
+            "confirmed",
+            "not eligible",
+            "invoiced",
+            "activated",
+            "expiry alerts",
+            "digests",
+        ):
             table.add_column(column, justify="left" if column == "programme" else "right")
         for program_id, f in sorted(funnels.items()):
-            table.add_row(program_id or "(none)", f"{len(f.registered):,}", f"{len(f.registration_rejected):,}",
-                          f"{len(f.confirmed):,}", f"{len(f.eligibility_rejected):,}", rupiah(f.invoiced_idr),
-                          f"{len(f.activated):,}", f"{len(f.expiring):,}", f"{len(f.digests):,}")
+            table.add_row(
+                program_id or "(none)",
+                f"{len(f.registered):,}",
+                f"{len(f.registration_rejected):,}",
+                f"{len(f.confirmed):,}",
+                f"{len(f.eligibility_rejected):,}",
+                rupiah(f.invoiced_idr),
+                f"{len(f.activated):,}",
+                f"{len(f.expiring):,}",
+                f"{len(f.digests):,}",
+            )
         console.print(table)
         if dead:
             console.print("Dead letters: " + ", ".join(f"{t} {n}" for t, n in sorted(dead.items())))
 
     asyncio.run(run())
+
+
+@contracts_app.command("export")
+def contracts_export(
+    directory: Annotated[Path, typer.Option(help="The contracts/ folder")] = Path("contracts"),
+    check: Annotated[bool, typer.Option(help="Only report stale documents; exit 1 if any")] = False,
+) -> None:
+    """Write JSON Schemas and each service's AsyncAPI document under contracts/."""
+    from lindung_cli.contract_docs import stale_contract_docs, write_contract_docs
+
+    if check:
+        stale = stale_contract_docs(directory)
+        for path in stale:
+            console.print(f"stale: {directory / path}")
+        raise typer.Exit(1 if stale else 0)
+    for path in write_contract_docs(directory):
+        console.print(f"wrote {directory / path}")

@@ -177,5 +177,6 @@ def resolve_bootstrap(settings: LindungSettings) -> str:
     if stack_file.exists():
         return str(json.loads(stack_file.read_text())["kafka_bootstrap_servers"])
     raise SystemExit(
-        "No broker: set KAFKA_BOOTSTRAP_SERVERS, or start `lindung up` (same LINDUNG_DATA_DIR) first."
+        "No broker: set KAFKA_BOOTSTRAP_SERVERS, "
+        "or start `lindung up` (same LINDUNG_DATA_DIR) first."
     )
