@@ -1,0 +1,185 @@
+"""The founding case end to end: `lindung up` (four service processes) on a real broker and a real
+SMTP server, driven only through Kafka, as upstream systems would."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import email
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from email.message import Message
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from lindung_cli.demo import run_founding_case
+from lindung_cli.founding_case import MALFORMED_MESSAGES, founding_program
+from lindung_cli.funnel import FunnelWatcher
+from lindung_contracts import topics
+from lindung_runtime.embedded import free_port
+from lindung_runtime.kafka import EventClient, TopicReader
+
+pytestmark = pytest.mark.e2e
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], Message]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((list(envelope.rcpt_tos), email.message_from_bytes(envelope.content)))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[int, Inbox]]:
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield controller.port, inbox
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def lindung_up(
+    kafka_bootstrap: str, smtp_server: tuple[int, Inbox], data_dir: Path
+) -> Iterator[Path]:
+    """`lindung up` with KAFKA_BOOTSTRAP_SERVERS and SMTP_* set: it must use them, not its own."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(smtp_server[0]),
+            "LINDUNG_DATA_DIR": str(data_dir),
+            "DIGEST_QUIET_SECONDS": "30",
+        }
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lindung_cli", "up"],
+        env=env,
+        stdout=(data_dir / "up.out").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (data_dir / "stack.json").exists():  # written once topics and services are up
+            assert process.poll() is None, (data_dir / "up.out").read_text()
+            assert time.monotonic() < deadline, "lindung up did not become ready"
+            time.sleep(0.2)
+        yield data_dir
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+
+
+async def _drained(client: EventClient, groups: dict[str, list[str]], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lags = [await client.lag(group, topic_names) for group, topic_names in groups.items()]
+        if sum(lags) == 0:
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"consumer groups not drained: {groups}")
+
+
+PIPELINE_GROUPS = {
+    "lindung-registration.registration.requested": [topics.REGISTRATION_REQUESTED],
+    "lindung-eligibility.worker.registered": [topics.WORKER_REGISTERED],
+    "lindung-billing.eligibility.confirmed": [topics.ELIGIBILITY_CONFIRMED],
+}
+
+
+async def test_founding_case_end_to_end(
+    kafka_bootstrap: str, smtp_server: tuple[int, Inbox], lindung_up: Path
+) -> None:
+    _, inbox = smtp_server
+    program = founding_program()
+    async with EventClient(kafka_bootstrap) as client:
+        funnel, expected = await run_founding_case(client, lindung_up, timeout=240)
+
+        # The exact funnel of the founding case.
+        assert len(funnel.registered) == expected.registered == 5_622
+        assert len(funnel.registration_rejected) == expected.registration_rejected == 20
+        assert len(funnel.confirmed) == expected.confirmed == 5_600
+        assert len(funnel.eligibility_rejected) == expected.eligibility_rejected == 22
+        assert funnel.reason_counts(funnel.eligibility_rejected)["quota_exhausted"] == 5
+        reasons = funnel.reason_counts(funnel.registration_rejected) + funnel.reason_counts(
+            funnel.eligibility_rejected
+        )
+        assert dict(reasons) == expected.reasons
+        assert funnel.invoiced_idr == 282_240_000
+        assert funnel.invoices() == {f"INV-{program.program_id}": 282_240_000}
+        assert len(funnel.activated) == 5_600
+        (digest,) = funnel.digests.values()
+        assert digest["worker_count"] == 5_600 and digest["days_left"] == 30
+
+        # One digest mail, to the programme's staff, in Bahasa Indonesia, NIKs masked.
+        deadline = time.monotonic() + 30
+        while not inbox.messages and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert len(inbox.messages) == 1
+        recipients, mail = inbox.messages[0]
+        assert sorted(recipients) == sorted(program.staff_emails)
+        assert "5.600 peserta" in mail["Subject"] and "31 Desember 2025" in mail["Subject"]
+        body, attachment = (part for part in mail.walk() if not part.is_multipart())
+        assert "perpanjangan" in body.get_content()
+        rows = list(csv.DictReader(io.StringIO(attachment.get_payload(decode=True).decode())))
+        assert len(rows) == 5_600
+        assert all(re.fullmatch(r"5318\*{8}\d{4}", row["nik"]) for row in rows)
+        assert not re.search(rb"(?<!\d)5318\d{12}(?!\d)", mail.as_bytes())
+
+        # Malformed JSON went to the dead-letter topic, with its bytes and the reason.
+        async with TopicReader(
+            kafka_bootstrap, [topics.dead_letter_topic(topics.REGISTRATION_REQUESTED)]
+        ) as dlq:
+            dead = await dlq.read_new()
+        assert sorted(r.value for r in dead) == sorted(MALFORMED_MESSAGES)
+        assert {r.headers["x-lindung-error-code"] for r in dead} == {"invalid_json"}
+        assert {r.headers["x-lindung-service"] for r in dead} == {"registration"}
+
+        # Re-publishing the same requests changes nothing: byte-identical redeliveries (same
+        # ce_id) and a resubmission of every row under new ids alike.
+        async with TopicReader(kafka_bootstrap, [topics.REGISTRATION_REQUESTED]) as requests_topic:
+            originals = [
+                r for r in await requests_topic.read_new() if r.value not in MALFORMED_MESSAGES
+            ]
+        async with TopicReader(kafka_bootstrap, [topics.WORKER_REGISTERED]) as registered_topic:
+            registered_before = len(await registered_topic.read_new())
+        for record in originals[:500]:
+            await client.publish_raw(record.topic, record.value, record.key, record.headers)
+        await client.publish_many([record_to_request(r) for r in originals])
+        await _drained(client, PIPELINE_GROUPS)
+        async with FunnelWatcher(kafka_bootstrap) as watcher:
+            after = (await watcher.refresh())[program.program_id]
+        async with TopicReader(kafka_bootstrap, [topics.WORKER_REGISTERED]) as registered_topic:
+            assert len(await registered_topic.read_new()) == registered_before
+        assert len(after.registered) == 5_622
+        assert len(after.confirmed) == 5_600
+        assert after.invoiced_idr == 282_240_000
+        assert len(after.invoice_lines) == 5_600
+        assert len(inbox.messages) == 1
+
+    # It ran on the broker and mail server it was given, not on embedded ones.
+    assert not (lindung_up / "logs" / "broker.log").exists()
+    assert not (lindung_up / "mail").exists()
+
+
+def record_to_request(record):  # type: ignore[no-untyped-def]
+    from lindung_contracts import RegistrationRequested
+
+    return RegistrationRequested.model_validate_json(record.value)
