@@ -1,0 +1,55 @@
+# The two quick-start commands, `make demo` and `make test`, bootstrap everything they need on a
+# machine with only Python 3.11 and pip: uv (into .tools/), then the workspace (into .venv/).
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+PYTEST_ARGS ?=
+
+.PHONY: help bootstrap demo test test-unit test-integration test-e2e lint typecheck contracts up clean
+
+help:
+	@echo "make demo   - run the founding case (Sumba Barat Daya, 5,600 workers) on the embedded stack"
+	@echo "make test   - lint, type-check and run every test layer (unit, integration, e2e)"
+	@echo "make up     - start the whole system (embedded broker + SMTP sink unless configured)"
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check "uv>=0.9,<0.14"
+
+$(VENV)/.synced: pyproject.toml uv.lock $(wildcard */pyproject.toml services/*/pyproject.toml) | $(UV)
+	$(UV) sync --all-packages --frozen --python $(PYTHON)
+	@touch $@
+
+bootstrap: $(VENV)/.synced
+
+demo: bootstrap
+	$(VENV)/bin/lindung demo
+
+up: bootstrap
+	$(VENV)/bin/lindung up
+
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lindung contracts export --check
+
+typecheck: bootstrap
+	$(VENV)/bin/mypy
+
+test-unit: bootstrap
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: bootstrap
+	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: bootstrap
+	$(VENV)/bin/pytest tests/e2e $(PYTEST_ARGS)
+
+test: lint typecheck
+	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
+
+contracts: bootstrap
+	$(VENV)/bin/lindung contracts export
+
+clean:
+	rm -rf .lindung .pytest_cache .mypy_cache .ruff_cache
