@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import email
+import email.policy
 import io
 import os
 import re
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from email.message import Message
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -32,10 +33,11 @@ pytestmark = pytest.mark.e2e
 
 class Inbox:
     def __init__(self) -> None:
-        self.messages: list[tuple[list[str], Message]] = []
+        self.messages: list[tuple[list[str], EmailMessage]] = []
 
     async def handle_DATA(self, server, session, envelope):
-        self.messages.append((list(envelope.rcpt_tos), email.message_from_bytes(envelope.content)))
+        mail = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append((list(envelope.rcpt_tos), mail))
         return "250 OK"
 
 
@@ -138,7 +140,7 @@ async def test_founding_case_end_to_end(
         assert "5.600 peserta" in mail["Subject"] and "31 Desember 2025" in mail["Subject"]
         body, attachment = (part for part in mail.walk() if not part.is_multipart())
         assert "perpanjangan" in body.get_content()
-        rows = list(csv.DictReader(io.StringIO(attachment.get_payload(decode=True).decode())))
+        rows = list(csv.DictReader(io.StringIO(attachment.get_content())))
         assert len(rows) == 5_600
         assert all(re.fullmatch(r"5318\*{8}\d{4}", row["nik"]) for row in rows)
         assert not re.search(rb"(?<!\d)5318\d{12}(?!\d)", mail.as_bytes())

@@ -1,0 +1,82 @@
+"""One trace follows a worker across services: registration → eligibility → billing, on the wire.
+
+The W3C `traceparent` travels in Kafka headers and through each service's outbox, so the event
+each service emits for a worker carries the trace id of the request that started it.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from lindung_billing.app import create_service as create_billing
+from lindung_billing.settings import BillingSettings
+from lindung_contracts import ProgramPublished, RegistrationRequested, topics
+from lindung_eligibility.app import create_service as create_eligibility
+from lindung_eligibility.settings import EligibilitySettings
+from lindung_registration.app import create_service as create_registration
+from lindung_registration.settings import RegistrationSettings
+from lindung_runtime.kafka import EventClient
+
+from .conftest import FAST, running, wire
+
+pytestmark = pytest.mark.integration
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def trace_id_of(headers: dict[str, str]) -> str:
+    return headers["traceparent"].split("-")[1]
+
+
+async def test_one_trace_follows_a_worker_from_registration_to_invoice(
+    kafka_bootstrap: str, data_dir: Path
+) -> None:
+    common = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "LINDUNG_DATA_DIR": str(data_dir), **FAST}
+    services = (
+        create_registration(RegistrationSettings(**common)),
+        create_eligibility(EligibilitySettings(**common)),
+        create_billing(BillingSettings(**common)),
+    )
+    program = ProgramPublished(
+        program_id="trace-test",
+        name="Trace",
+        sponsor="Kab. Uji",
+        region_code="5318",
+        quota=10,
+        coverage_start=date(2025, 10, 1),
+        coverage_end=date(2025, 12, 31),
+        staff_emails=["staf@example.go.id"],
+    )
+    request = RegistrationRequested(
+        program_id="trace-test",
+        nik="5318015708900001",
+        full_name="Maria Bili",
+        birth_date="1990-08-17",
+        gender="F",
+        village="Desa Uji",
+        district="Loura",
+    )
+    outputs = [topics.WORKER_REGISTERED, topics.ELIGIBILITY_CONFIRMED, topics.CONTRIBUTION_INVOICED]
+    async with running(*services), wire(kafka_bootstrap, outputs) as seen:
+        async with EventClient(kafka_bootstrap) as client:
+            await client.publish(program)
+            headers = client.headers_for(request)
+            headers["traceparent"] = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+            await client.publish_raw(
+                request.TOPIC, request.model_dump_json().encode(), request.key(), headers
+            )
+        (registered,) = await seen.wait_for(topics.WORKER_REGISTERED, 1)
+        (confirmed,) = await seen.wait_for(topics.ELIGIBILITY_CONFIRMED, 1)
+        (invoiced,) = await seen.wait_for(topics.CONTRIBUTION_INVOICED, 1)
+
+    assert [trace_id_of(r.headers) for r in (registered, confirmed, invoiced)] == [TRACE_ID] * 3
+    # Each hop is a new span (child of the previous), not a copy of the caller's span.
+    assert len({r.headers["traceparent"] for r in (registered, confirmed, invoiced)}) == 3
+    assert {r.headers["ce_source"] for r in (registered, confirmed, invoiced)} == {
+        "/lindung/registration",
+        "/lindung/eligibility",
+        "/lindung/billing",
+    }
