@@ -21,7 +21,7 @@ from lindung_cli.demo import print_summary, publish_requests, run_demo, rupiah
 from lindung_cli.funnel import dead_letter_counts, read_funnels
 from lindung_cli.intake import read_requests
 from lindung_cli.stack import Stack, StackSettings, resolve_bootstrap
-from lindung_contracts import DayStarted, PaymentReceived, ProgramPublished
+from lindung_contracts import DayStarted, Event, PaymentReceived, ProgramPublished
 from lindung_runtime.kafka import EventClient
 from lindung_runtime.logging import configure_logging
 from lindung_runtime.settings import LindungSettings
@@ -47,6 +47,14 @@ class ServiceName(StrEnum):
 
 def _client(settings: LindungSettings | None = None) -> EventClient:
     return EventClient(resolve_bootstrap(settings or LindungSettings()))
+
+
+def _publish(event: Event) -> None:
+    async def run() -> None:
+        async with _client() as client:
+            await client.publish(event)
+
+    asyncio.run(run())
 
 
 @app.command()
@@ -99,11 +107,7 @@ def program_apply(file: Path) -> None:
     """Publish a programme from a YAML file (see cli/lindung_cli/examples/)."""
     program = ProgramPublished.model_validate(yaml.safe_load(file.read_text()))
 
-    async def run() -> None:
-        async with _client() as client:
-            await client.publish(program)
-
-    asyncio.run(run())
+    _publish(program)
     console.print(
         f"Programme {program.program_id} published: quota {program.quota:,}, "
         f"{program.coverage_start} – {program.coverage_end}"
@@ -145,11 +149,7 @@ def pay(
         reference=reference or f"manual-{datetime.now(UTC):%Y%m%d%H%M%S}",
     )
 
-    async def run() -> None:
-        async with _client() as client:
-            await client.publish(event)
-
-    asyncio.run(run())
+    _publish(event)
     console.print(f"Payment of {rupiah(amount)} for {invoice_id} announced.")
 
 
@@ -158,11 +158,7 @@ def tick(day: Annotated[str, typer.Argument(metavar="YYYY-MM-DD")]) -> None:
     """Start a business day (what a daily cron job sends)."""
     event = DayStarted(date=date.fromisoformat(day))
 
-    async def run() -> None:
-        async with _client() as client:
-            await client.publish(event)
-
-    asyncio.run(run())
+    _publish(event)
     console.print(f"Day {event.date} started.")
 
 

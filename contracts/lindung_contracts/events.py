@@ -51,6 +51,16 @@ class Event(BaseModel):
         return str(getattr(self, self.KEY_FIELD)) if self.KEY_FIELD else None
 
 
+class WorkerEvent(Event):
+    """An event about one worker in one programme: keyed by NIK."""
+
+    KEY_FIELD: ClassVar[str | None] = "nik"
+
+    worker_id: str
+    program_id: str
+    nik: Nik
+
+
 class ProgramPublished(Event):
     """A sponsor's programme (one PKS term): who is covered, for how long, and who to alert."""
 
@@ -111,13 +121,9 @@ class RegistrationRequested(Event):
     phone: str | None = None
 
 
-class WorkerRegistered(Event):
+class WorkerRegistered(WorkerEvent):
     TOPIC: ClassVar[str] = topics.WORKER_REGISTERED
-    KEY_FIELD: ClassVar[str | None] = "nik"
 
-    worker_id: str
-    program_id: str
-    nik: Nik
     full_name: ShortText
     birth_date: date
     gender: Literal["M", "F"]
@@ -153,13 +159,9 @@ class Reason(BaseModel):
     message: str
 
 
-class EligibilityConfirmed(Event):
+class EligibilityConfirmed(WorkerEvent):
     TOPIC: ClassVar[str] = topics.ELIGIBILITY_CONFIRMED
-    KEY_FIELD: ClassVar[str | None] = "nik"
 
-    worker_id: str
-    program_id: str
-    nik: Nik
     coverage_start: date
     coverage_end: date
     decided_at: AwareDatetime
@@ -168,27 +170,19 @@ class EligibilityConfirmed(Event):
     district: str = ""
 
 
-class EligibilityRejected(Event):
+class EligibilityRejected(WorkerEvent):
     TOPIC: ClassVar[str] = topics.ELIGIBILITY_REJECTED
-    KEY_FIELD: ClassVar[str | None] = "nik"
 
-    worker_id: str
-    program_id: str
-    nik: Nik
     reasons: list[Reason]
     decided_at: AwareDatetime
 
 
-class ContributionInvoiced(Event):
+class ContributionInvoiced(WorkerEvent):
     """One worker's line on the sponsor's invoice for the programme term."""
 
     TOPIC: ClassVar[str] = topics.CONTRIBUTION_INVOICED
-    KEY_FIELD: ClassVar[str | None] = "nik"
 
     invoice_id: str
-    worker_id: str
-    program_id: str
-    nik: Nik
     periods: list[Period]
     monthly_amount_idr: Rupiah
     amount_idr: Rupiah
@@ -207,13 +201,9 @@ class PaymentReceived(Event):
     reference: ShortText
 
 
-class CoverageActivated(Event):
+class CoverageActivated(WorkerEvent):
     TOPIC: ClassVar[str] = topics.COVERAGE_ACTIVATED
-    KEY_FIELD: ClassVar[str | None] = "nik"
 
-    worker_id: str
-    program_id: str
-    nik: Nik
     coverage_start: date
     coverage_end: date
     invoice_id: str = ""
@@ -230,13 +220,9 @@ class DayStarted(Event):
         return "clock"  # one partition: days arrive in order
 
 
-class CoverageExpiring(Event):
+class CoverageExpiring(WorkerEvent):
     TOPIC: ClassVar[str] = topics.COVERAGE_EXPIRING
-    KEY_FIELD: ClassVar[str | None] = "nik"
 
-    worker_id: str
-    program_id: str
-    nik: Nik
     coverage_end: date
     days_left: Annotated[int, Field(ge=0)]
     full_name: str = ""
