@@ -11,10 +11,10 @@ import contextlib
 import json
 import random
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Column, DateTime, Index, Text, inspect, update
+from sqlalchemy import Column, DateTime, Index, Text, inspect, or_, update
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -45,7 +45,7 @@ class OutboxMessage(SQLModel, table=True):
         sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
     )
     published_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
-    attempts: int = 0
+    lease_until: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 class InboxMessage(SQLModel, table=True):
@@ -191,6 +191,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_seconds: float = 0.5,
         max_backoff_seconds: float = 10.0,
+        lease_seconds: float = 60.0,
     ) -> None:
         self.database = database
         self.broker = broker
@@ -198,6 +199,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.max_backoff_seconds = max_backoff_seconds
+        self.lease_seconds = lease_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published_total = 0
@@ -229,18 +231,49 @@ class OutboxRelay:
             total += sent
         return total
 
-    async def relay_once(self) -> int:
-        async with self.database.read_session() as session:
+    async def claim(self) -> list[OutboxMessage]:
+        """Take a lease on the oldest unsent rows, so that instances sharing a database do not
+        send the same rows (a crashed instance's lease simply expires)."""
+        now = self.clock.now()
+        async with self.database.session() as session:
             rows = (
                 await session.exec(
                     select(OutboxMessage)
-                    .where(col(OutboxMessage.published_at).is_(None))
+                    .where(
+                        col(OutboxMessage.published_at).is_(None),
+                        or_(
+                            col(OutboxMessage.lease_until).is_(None),
+                            col(OutboxMessage.lease_until) < now,
+                        ),
+                    )
                     .order_by(col(OutboxMessage.id))
                     .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)  # PostgreSQL; SQLite holds the write lock
                 )
             ).all()
+            if rows:  # in the same transaction as the select: no one else can claim them
+                await session.exec(
+                    update(OutboxMessage)  # type: ignore[call-overload]
+                    .where(col(OutboxMessage.id).in_([row.id for row in rows]))
+                    .values(lease_until=now + timedelta(seconds=self.lease_seconds))
+                )
+                await session.commit()
+        return list(rows)
+
+    async def relay_once(self) -> int:
+        rows = await self.claim()
         if not rows:
             return 0
+        try:
+            await self._publish(rows)
+        except BaseException:
+            await self._set(rows, lease_until=None)  # retry after our own backoff, not the lease
+            raise
+        await self._set(rows, published_at=self.clock.now())
+        self.published_total += len(rows)
+        return len(rows)
+
+    async def _publish(self, rows: list[OutboxMessage]) -> None:
         pending = []
         for row in rows:
             headers = json.loads(row.headers)
@@ -255,15 +288,15 @@ class OutboxRelay:
                     )
                 )
         await asyncio.gather(*(p for p in pending if asyncio.isfuture(p)))
+
+    async def _set(self, rows: list[OutboxMessage], **values: Any) -> None:
         async with self.database.session() as session:
             await session.exec(
                 update(OutboxMessage)  # type: ignore[call-overload]
                 .where(col(OutboxMessage.id).in_([row.id for row in rows]))
-                .values(published_at=self.clock.now())
+                .values(**values)
             )
             await session.commit()
-        self.published_total += len(rows)
-        return len(rows)
 
     async def _run(self) -> None:
         failures = 0

@@ -126,6 +126,7 @@ async def on_payment_received(payment: PaymentReceived, uow: UnitOfWork = Contex
             total_idr=invoice.total_idr,
         )
         return
+    await session.flush()  # lines activated earlier in this batch are not waiting any more
     waiting = (
         await session.exec(
             select(InvoiceLine).where(
