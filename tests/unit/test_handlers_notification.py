@@ -1,0 +1,349 @@
+"""Notification's handlers run in memory (FastStream's TestKafkaBroker), and its digest dispatcher
+against a real local SMTP server (aiosmtpd): one mail per alert window, sent once."""
+
+from __future__ import annotations
+
+import csv
+import email
+import email.policy
+import io
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from faststream.kafka import TestKafkaBroker
+from sqlmodel import SQLModel, select
+
+from lindung_contracts import (
+    CoverageExpiring,
+    DigestSent,
+    Event,
+    ProgramPublished,
+    cloudevent_headers,
+)
+from lindung_notification.app import create_service
+from lindung_notification.db import Digest, DigestEntry
+from lindung_notification.handlers import DigestDispatcher
+from lindung_notification.settings import NotificationSettings
+from lindung_runtime import FixedClock, Service
+from lindung_runtime.embedded import free_port
+from lindung_runtime.outbox import OutboxMessage
+
+NOW = datetime(2025, 12, 1, 0, 5, tzinfo=UTC)
+PROGRAM = "sbd-pekerja-rentan-2025q4"
+WINDOW = f"{PROGRAM}:2025-12-31:30d"
+STAFF = ["disnaker@sumbabaratdayakab.go.id", "bpjsketenagakerjaan.tambolaka@example.go.id"]
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+class SmtpInbox:
+    """aiosmtpd handler keeping every message it accepts."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+    def messages(self) -> list[EmailMessage]:
+        return [
+            email.message_from_bytes(e.content, policy=email.policy.default)  # type: ignore[misc]
+            for e in self.envelopes
+        ]
+
+
+class SmtpServer:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.inbox = SmtpInbox()
+        self._controller: Controller | None = None
+
+    def start(self) -> None:
+        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+
+def program(**overrides: Any) -> ProgramPublished:
+    fields: dict[str, Any] = {
+        "program_id": PROGRAM,
+        "name": "Perlindungan Pekerja Rentan Kab. Sumba Barat Daya 2025",
+        "sponsor": "Pemerintah Kabupaten Sumba Barat Daya (APBD)",
+        "region_code": "5318",
+        "quota": 5600,
+        "coverage_start": date(2025, 10, 1),
+        "coverage_end": date(2025, 12, 31),
+        "alert_days_before_end": [30],
+        "staff_emails": STAFF,
+    }
+    fields.update(overrides)
+    return ProgramPublished(**fields)
+
+
+def expiring(serial: int, *, size: int = 3, days_left: int = 30) -> CoverageExpiring:
+    nik = f"531801010190{serial:04d}"
+    return CoverageExpiring(
+        worker_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{PROGRAM}/{nik}")),
+        program_id=PROGRAM,
+        nik=nik,
+        coverage_end=date(2025, 12, 31),
+        days_left=days_left,
+        full_name=f"Pekerja {serial}",
+        village="Kalembu Ndara Mane",
+        district="Wewewa Barat",
+        alert_id=f"{PROGRAM}:2025-12-31:{days_left}d",
+        alert_size=size,
+    )
+
+
+async def publish(br: Any, event: Event, ce_id: str | None = None) -> str:
+    headers = cloudevent_headers(event.ce_type(), "/test", event_id=ce_id)
+    key = event.key()
+    await br.publish(
+        event.model_dump_json().encode(),
+        topic=event.TOPIC,
+        key=key.encode() if key else None,
+        headers=headers,
+    )
+    return headers["ce_id"]
+
+
+async def rows(service: Service, model: type[SQLModel]) -> list[Any]:
+    async with service.database.read_session() as session:
+        return list((await session.exec(select(model))).all())
+
+
+async def digest(service: Service, digest_id: str = WINDOW) -> Digest:
+    async with service.database.read_session() as session:
+        row = await session.get(Digest, digest_id)
+    assert row is not None
+    return row
+
+
+async def digests_sent(service: Service) -> list[DigestSent]:
+    return [
+        DigestSent.model_validate_json(row.payload)
+        for row in await rows(service, OutboxMessage)
+        if row.topic == DigestSent.TOPIC
+    ]
+
+
+def attachment_rows(message: EmailMessage) -> list[dict[str, str]]:
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_content_type() == "text/csv"
+    content = attachment.get_content()
+    text = content.decode("utf-8") if isinstance(content, bytes) else content
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer(free_port())  # not started: each test decides when the server is up
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+async def service(data_dir: Path, smtp: SmtpServer, clock: FixedClock) -> AsyncIterator[Service]:
+    settings = NotificationSettings(
+        LINDUNG_DATA_DIR=str(data_dir),
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=smtp.port,
+        smtp_timeout_seconds=5,
+        smtp_from="Lindung <lindung@example.go.id>",
+        digest_quiet_seconds=60,
+    )
+    svc = create_service(settings, clock=clock)
+    await svc.database.create_tables(svc.tables)
+    yield svc
+    await svc.database.dispose()
+
+
+def dispatcher(service: Service) -> DigestDispatcher:
+    assert isinstance(service.settings, NotificationSettings)
+    return DigestDispatcher(service, service.settings)
+
+
+# --- tests --------------------------------------------------------------------------------------
+
+
+async def test_complete_window_is_mailed_once_as_one_digest(
+    service: Service, smtp: SmtpServer
+) -> None:
+    smtp.start()
+    alerts = [expiring(1), expiring(2), expiring(3)]
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, program())
+        for alert in alerts:
+            await publish(br, alert)
+
+    row = await digest(service)
+    assert (row.expected_size, row.sent_at) == (3, None)
+    assert len(await rows(service, DigestEntry)) == 3
+
+    assert await dispatcher(service).dispatch_ready() == 1
+
+    [envelope] = smtp.inbox.envelopes
+    assert sorted(envelope.rcpt_tos) == sorted(STAFF)
+    [message] = smtp.inbox.messages()
+    subject = str(message["Subject"])
+    assert subject.startswith("[Lindung] Kepesertaan 3 peserta")
+    assert "berakhir 31 Desember 2025" in subject
+    assert "(30 hari lagi)" in subject
+    body = message.get_body(preferencelist=("plain",))
+    assert (
+        body is not None and "Yth. Tim Pemerintah Kabupaten Sumba Barat Daya" in body.get_content()
+    )
+    lines = attachment_rows(message)
+    assert len(lines) == 3
+    assert sorted(line["nik"] for line in lines) == [
+        "5318********0001",
+        "5318********0002",
+        "5318********0003",
+    ]
+    assert {line["akhir_kepesertaan"] for line in lines} == {"2025-12-31"}
+    assert all(alert.nik not in envelope.content.decode("utf-8", "replace") for alert in alerts)
+
+    [sent] = await digests_sent(service)
+    assert (sent.digest_id, sent.worker_count, sent.days_left) == (WINDOW, 3, 30)
+    assert sorted(sent.recipients) == sorted(STAFF)
+    assert (await digest(service)).sent_at is not None
+
+    # Sent is sent: another pass finds nothing to do.
+    assert await dispatcher(service).dispatch_ready() == 0
+    assert len(smtp.inbox.envelopes) == 1
+    assert len(await digests_sent(service)) == 1
+
+
+async def test_redelivered_alerts_do_not_duplicate_entries(
+    service: Service, smtp: SmtpServer
+) -> None:
+    smtp.start()
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, program())
+        ids = [await publish(br, expiring(n)) for n in (1, 2)]
+        for ce_id, n in zip(ids, (1, 2), strict=True):
+            await publish(br, expiring(n), ce_id=ce_id)  # redelivered
+        await publish(br, expiring(1))  # re-announced under a new id
+
+        assert len(await rows(service, DigestEntry)) == 2
+        assert await dispatcher(service).dispatch_ready() == 0  # 2 of 3: still gathering
+
+        await publish(br, expiring(3))
+
+    assert len(await rows(service, DigestEntry)) == 3
+    assert await dispatcher(service).dispatch_ready() == 1
+    [message] = smtp.inbox.messages()
+    assert len(attachment_rows(message)) == 3
+
+
+async def test_incomplete_window_is_sent_after_the_quiet_period(
+    service: Service, smtp: SmtpServer, clock: FixedClock
+) -> None:
+    smtp.start()
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, program())
+        await publish(br, expiring(1))
+        await publish(br, expiring(2))
+
+    assert await dispatcher(service).dispatch_ready() == 0
+    clock.at = NOW + timedelta(seconds=61)
+    assert await dispatcher(service).dispatch_ready() == 1
+    [message] = smtp.inbox.messages()
+    assert "Kepesertaan 2 peserta" in str(message["Subject"])
+    assert len(attachment_rows(message)) == 2
+
+
+async def test_alert_after_the_digest_was_sent_does_not_reopen_it(
+    service: Service, smtp: SmtpServer
+) -> None:
+    smtp.start()
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, program())
+        for n in (1, 2, 3):
+            await publish(br, expiring(n))
+        assert await dispatcher(service).dispatch_ready() == 1
+        await publish(br, expiring(4))
+
+    assert len(await rows(service, DigestEntry)) == 3
+    assert await dispatcher(service).dispatch_ready() == 0
+    assert len(smtp.inbox.envelopes) == 1
+
+
+async def test_windows_of_one_programme_are_separate_digests(
+    service: Service, smtp: SmtpServer
+) -> None:
+    smtp.start()
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, program(alert_days_before_end=[30, 7]))
+        await publish(br, expiring(1, size=1, days_left=30))
+        await publish(br, expiring(1, size=1, days_left=7))
+
+    assert await dispatcher(service).dispatch_ready() == 2
+    subjects = [str(m["Subject"]) for m in smtp.inbox.messages()]
+    assert sorted(s.rsplit("(", 1)[1] for s in subjects) == ["30 hari lagi)", "7 hari lagi)"]
+    assert len({m["Message-ID"] for m in smtp.inbox.messages()}) == 2
+
+
+async def test_smtp_down_postpones_the_digest_and_it_is_sent_later(
+    service: Service, smtp: SmtpServer, clock: FixedClock
+) -> None:
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, program())
+        for n in (1, 2, 3):
+            await publish(br, expiring(n))
+
+    # Nothing listens on the SMTP port: no exception, the digest stays unsent and backs off.
+    assert await dispatcher(service).dispatch_ready() == 0
+    row = await digest(service)
+    assert row.sent_at is None
+    assert row.send_attempts == 1
+    assert row.last_error
+    assert row.next_attempt_at is not None
+    retry_at = row.next_attempt_at.replace(tzinfo=UTC)
+    assert retry_at > NOW
+    assert await digests_sent(service) == []
+
+    smtp.start()
+    assert await dispatcher(service).dispatch_ready() == 0  # backing off: not due yet
+    assert smtp.inbox.envelopes == []
+
+    clock.at = retry_at + timedelta(seconds=1)
+    assert await dispatcher(service).dispatch_ready() == 1
+    assert len(smtp.inbox.envelopes) == 1
+    row = await digest(service)
+    assert row.sent_at is not None
+    assert row.last_error is None
+    assert len(await digests_sent(service)) == 1
+
+
+async def test_digest_of_an_unknown_programme_waits_for_the_programme(
+    service: Service, smtp: SmtpServer, clock: FixedClock
+) -> None:
+    smtp.start()
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, expiring(1, size=1))
+        assert await dispatcher(service).dispatch_ready() == 0  # no staff to write to yet
+        await publish(br, program())
+
+    assert (await digest(service)).send_attempts == 1
+    clock.at = NOW + timedelta(minutes=10)
+    assert await dispatcher(service).dispatch_ready() == 1
+    assert len(smtp.inbox.envelopes) == 1

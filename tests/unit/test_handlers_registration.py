@@ -1,0 +1,322 @@
+"""Registration's handler run in memory (FastStream's TestKafkaBroker) through the real runtime
+middleware: inbox, transactional outbox and dead letters, against a SQLite file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faststream.kafka import TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.testing import build_message
+from faststream.message import StreamMessage
+from sqlmodel import SQLModel, select
+
+from lindung_contracts import (
+    Event,
+    RegistrationRejected,
+    RegistrationRequested,
+    WorkerRegistered,
+    cloudevent_headers,
+    topics,
+)
+from lindung_registration.app import create_service
+from lindung_registration.db import Worker
+from lindung_registration.domain import worker_id_for
+from lindung_registration.settings import RegistrationSettings
+from lindung_runtime import FixedClock, Service
+from lindung_runtime.outbox import InboxMessage, OutboxMessage
+
+NOW = datetime(2025, 10, 1, 8, 30, tzinfo=UTC)
+PROGRAM = "sbd-pekerja-rentan-2025q4"
+NIK_WOMAN = "5318014101900002"  # Sumba Barat Daya, born 1 Jan 1990, woman (day + 40)
+
+
+# --- helpers (kept per file: only test_handlers_*.py files are ours to write) ---------------
+
+
+async def _raw_body(message: StreamMessage[Any]) -> bytes:
+    return message.body
+
+
+class DeadLetters:
+    """What the service dead-letters to `<topic>.dlq` (subscribe before the test broker starts)."""
+
+    def __init__(self, service: Service, topic: str) -> None:
+        self.records: list[tuple[bytes, dict[str, Any]]] = []
+
+        @service.broker.subscriber(topics.dead_letter_topic(topic), decoder=_raw_body)
+        async def capture(body: bytes, message: KafkaMessage) -> None:
+            self.records.append((body, dict(message.headers)))
+
+
+def request(**overrides: Any) -> RegistrationRequested:
+    fields: dict[str, Any] = {
+        "program_id": PROGRAM,
+        "nik": "5318 0141 0190 0002",
+        "full_name": "  Maria   Kaka  ",
+        "birth_date": "01/01/1990",
+        "gender": "perempuan",
+        "occupation": "petani",
+        "village": "Kalembu Ndara Mane",
+        "district": "Wewewa Barat",
+        "phone": "0812-3456-7890",
+    }
+    fields.update(overrides)
+    return RegistrationRequested(**fields)
+
+
+async def publish(br: Any, event: Event, ce_id: str | None = None) -> str:
+    headers = cloudevent_headers(event.ce_type(), "/test", event_id=ce_id)
+    key = event.key()
+    await br.publish(
+        event.model_dump_json().encode(),
+        topic=event.TOPIC,
+        key=key.encode() if key else None,
+        headers=headers,
+    )
+    return headers["ce_id"]
+
+
+async def deliver_batch(
+    service: Service, topic: str, messages: list[tuple[bytes, dict[str, str]]]
+) -> None:
+    """Hand several records to the subscriber as ONE batch, as a real fetch would."""
+    subscriber = next(
+        s for s in service.broker.subscribers if any(t.name == topic for t in s.topics)
+    )
+    records = [
+        await build_message(body, topic=topic, headers=headers, serializer=None)
+        for body, headers in messages
+    ]
+    await subscriber.process_message(records)
+
+
+async def rows(service: Service, model: type[SQLModel]) -> list[Any]:
+    async with service.database.read_session() as session:
+        return list((await session.exec(select(model))).all())
+
+
+async def outbox(service: Service, topic: str | None = None) -> list[OutboxMessage]:
+    return [
+        row for row in await rows(service, OutboxMessage) if topic is None or row.topic == topic
+    ]
+
+
+def publisher(service: Service, topic: str) -> Any:
+    return next(p for p in service.broker.publishers if p.topic == topic)
+
+
+@pytest.fixture
+async def service(data_dir: Path) -> AsyncIterator[Service]:
+    svc = create_service(
+        RegistrationSettings(LINDUNG_DATA_DIR=str(data_dir)), clock=FixedClock(NOW)
+    )
+    await svc.database.create_tables(svc.tables)
+    yield svc
+    await svc.database.dispose()
+
+
+# --- tests --------------------------------------------------------------------------------------
+
+
+async def test_valid_request_registers_one_normalised_worker_and_emits_worker_registered(
+    service: Service,
+) -> None:
+    async with TestKafkaBroker(service.broker) as br:
+        ce_id = await publish(br, request())
+
+        [worker] = await rows(service, Worker)
+        assert worker.nik == NIK_WOMAN  # spaces stripped
+        assert worker.gender == "F"  # "perempuan"
+        assert worker.phone == "+6281234567890"  # E.164
+        assert worker.full_name == "Maria Kaka"
+        assert worker.birth_date.isoformat() == "1990-01-01"
+        assert worker.worker_id == worker_id_for(PROGRAM, NIK_WOMAN)
+
+        [row] = await outbox(service)
+        assert row.topic == topics.WORKER_REGISTERED
+        assert row.key == NIK_WOMAN
+        assert row.event_type == WorkerRegistered.ce_type()
+        assert row.published_at is None
+        event = WorkerRegistered.model_validate_json(row.payload)
+        assert (event.nik, event.gender, event.phone) == (NIK_WOMAN, "F", "+6281234567890")
+        assert event.worker_id == worker.worker_id
+        assert event.registered_at == NOW
+        headers = json.loads(row.headers)
+        assert headers["ce_id"] == row.event_id != ce_id
+        assert headers["ce_type"] == WorkerRegistered.ce_type()
+        assert headers["ce_source"] == "/lindung/registration"
+        assert "traceparent" in headers
+
+        [seen] = await rows(service, InboxMessage)
+        assert (seen.topic, seen.event_id) == (topics.REGISTRATION_REQUESTED, ce_id)
+
+        # The relay hands the committed row to the broker and marks it published.
+        assert await service.outbox.relay_once() == 1
+        mock = publisher(service, topics.WORKER_REGISTERED).mock
+        mock.assert_called_once()
+        assert WorkerRegistered.model_validate(mock.call_args.args[0]) == event
+        assert (await outbox(service))[0].published_at is not None
+        assert await service.outbox.relay_once() == 0
+
+
+async def test_redelivered_request_with_the_same_ce_id_changes_nothing(service: Service) -> None:
+    async with TestKafkaBroker(service.broker) as br:
+        ce_id = await publish(br, request())
+        await publish(br, request(), ce_id=ce_id)
+        # The same id again, even with other content: not even looked at.
+        await publish(br, request(full_name="Someone Else"), ce_id=ce_id)
+
+    assert len(await rows(service, Worker)) == 1
+    assert len(await outbox(service)) == 1
+    assert len(await rows(service, InboxMessage)) == 1
+
+
+async def test_same_worker_under_a_new_ce_id_is_not_registered_twice(service: Service) -> None:
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, request())
+        # Same programme + NIK, written differently, sent again as a new event.
+        await publish(br, request(nik=NIK_WOMAN, phone="+62 812 3456 7890", full_name="MARIA KAKA"))
+
+    [worker] = await rows(service, Worker)
+    assert worker.full_name == "Maria Kaka"  # the first registration stands
+    assert len(await outbox(service, topics.WORKER_REGISTERED)) == 1
+    assert len(await rows(service, InboxMessage)) == 2  # both events were processed
+
+
+async def test_same_worker_twice_in_one_batch_is_registered_once(service: Service) -> None:
+    headers = lambda: cloudevent_headers(RegistrationRequested.ce_type(), "/test")  # noqa: E731
+    async with TestKafkaBroker(service.broker):
+        await deliver_batch(
+            service,
+            topics.REGISTRATION_REQUESTED,
+            [
+                (request().model_dump_json().encode(), headers()),
+                (request(nik=NIK_WOMAN).model_dump_json().encode(), headers()),
+            ],
+        )
+
+    assert len(await rows(service, Worker)) == 1
+    assert len(await outbox(service, topics.WORKER_REGISTERED)) == 1
+
+
+async def test_same_nik_in_another_programme_is_another_worker(service: Service) -> None:
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, request())
+        await publish(br, request(program_id="sbd-desa-2026"))
+
+    workers = await rows(service, Worker)
+    assert sorted(w.program_id for w in workers) == sorted([PROGRAM, "sbd-desa-2026"])
+    assert len({w.worker_id for w in workers}) == 2
+    assert len(await outbox(service, topics.WORKER_REGISTERED)) == 2
+
+
+async def test_invalid_request_is_rejected_with_every_field_error(service: Service) -> None:
+    bad = request(
+        nik="12345",
+        full_name="   ",
+        birth_date="31/02/1990",
+        gender="X",
+        village="",
+        district="",
+        phone="123",
+        occupation="x" * 101,
+    )
+    async with TestKafkaBroker(service.broker) as br:
+        ce_id = await publish(br, bad)
+
+    assert await rows(service, Worker) == []
+    [row] = await outbox(service)
+    assert row.topic == topics.REGISTRATION_REJECTED
+    rejected = RegistrationRejected.model_validate_json(row.payload)
+    assert rejected.nik == "12345"  # as given
+    assert rejected.program_id == PROGRAM
+    assert rejected.request_id == ce_id
+    assert {e.field: e.code for e in rejected.errors} == {
+        "nik": "nik_invalid_length",
+        "full_name": "name_required",
+        "birth_date": "birth_date_invalid",
+        "gender": "gender_invalid",
+        "village": "village_required",
+        "district": "district_required",
+        "phone": "phone_invalid",
+        "occupation": "occupation_too_long",
+    }
+    assert all(e.message for e in rejected.errors)
+
+
+@pytest.mark.parametrize(
+    ("nik", "code"),
+    [
+        ("", "nik_required"),
+        ("53180141019000AB", "nik_invalid_format"),
+        ("531801410190002", "nik_invalid_length"),
+        ("9918014101900002", "nik_invalid_component"),  # no such province
+        ("5318013213900002", "nik_invalid_component"),  # no 13th month
+    ],
+)
+async def test_bad_nik_is_rejected_with_its_own_code(service: Service, nik: str, code: str) -> None:
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, request(nik=nik))
+
+    [row] = await outbox(service)
+    rejected = RegistrationRejected.model_validate_json(row.payload)
+    assert [(e.field, e.code) for e in rejected.errors] == [("nik", code)]
+    assert await rows(service, Worker) == []
+
+
+async def test_malformed_json_is_dead_lettered_and_the_next_request_is_still_registered(
+    service: Service,
+) -> None:
+    dlq = DeadLetters(service, topics.REGISTRATION_REQUESTED)
+    broken = b'{"program_id": "sbd-pekerja-rentan-2025q4", "nik": '
+    async with TestKafkaBroker(service.broker) as br:
+        headers = cloudevent_headers(RegistrationRequested.ce_type(), "/test")
+        await br.publish(broken, topic=topics.REGISTRATION_REQUESTED, headers=headers)
+
+        assert service.dead_lettered == 1
+        assert await outbox(service) == []
+        assert await rows(service, InboxMessage) == []  # never recorded as seen
+
+        await publish(br, request())
+
+    assert service.dead_lettered == 1
+    assert len(await rows(service, Worker)) == 1
+    assert len(await outbox(service, topics.WORKER_REGISTERED)) == 1
+    [(body, dead_headers)] = dlq.records
+    assert body == broken
+    assert dead_headers["x-lindung-error-code"] == "invalid_json"
+    assert dead_headers["x-lindung-service"] == "registration"
+    assert dead_headers["x-lindung-original-topic"] == topics.REGISTRATION_REQUESTED
+    assert dead_headers["x-lindung-error"]
+    assert dead_headers["ce_id"] == headers["ce_id"]  # the original headers travel along
+
+
+@pytest.mark.parametrize(
+    ("body", "ce_type", "code"),
+    [
+        (b'{"nik": "5318014101900002"}', RegistrationRequested.ce_type(), "schema_violation"),
+        (b"[1, 2, 3]", RegistrationRequested.ce_type(), "schema_violation"),
+        (b"\xff\xfe\x00", RegistrationRequested.ce_type(), "invalid_json"),
+        (request().model_dump_json().encode(), WorkerRegistered.ce_type(), "unexpected_event_type"),
+    ],
+)
+async def test_bad_input_is_dead_lettered_with_its_error_code(
+    service: Service, body: bytes, ce_type: str, code: str
+) -> None:
+    dlq = DeadLetters(service, topics.REGISTRATION_REQUESTED)
+    async with TestKafkaBroker(service.broker) as br:
+        await br.publish(
+            body, topic=topics.REGISTRATION_REQUESTED, headers=cloudevent_headers(ce_type, "/test")
+        )
+
+    assert service.dead_lettered == 1
+    assert [h["x-lindung-error-code"] for _, h in dlq.records] == [code]
+    assert [b for b, _ in dlq.records] == [body]
+    assert await outbox(service) == []
+    assert await rows(service, Worker) == []
