@@ -12,10 +12,9 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from lindung_cli.founding_case import MALFORMED_MESSAGES, Expected, founding_program, generate_rows
-from lindung_cli.funnel import Funnel, FunnelWatcher, dead_letter_counts
+from lindung_cli.funnel import Funnel, FunnelWatcher, dead_letter_counts, funnel_table
 from lindung_cli.intake import read_requests, write_requests
 from lindung_cli.stack import Stack, StackSettings
 from lindung_contracts import DayStarted, PaymentReceived, RegistrationRequested, topics
@@ -171,51 +170,16 @@ async def run_demo(settings: StackSettings, console: Console) -> DemoResult:
     return DemoResult(funnel, expected, dead, maildir, mails, time.monotonic() - started)
 
 
-def rupiah(amount: int) -> str:
-    return f"Rp {amount:,}"
-
-
 def print_summary(result: DemoResult, console: Console) -> None:
-    f = result.funnel
-    table = Table(title="Ringkasan / Summary — Kab. Sumba Barat Daya, 1 Okt – 31 Des 2025")
-    table.add_column("Tahap / Step")
-    table.add_column("Jumlah / Count", justify="right")
-    table.add_column("Rincian / Detail")
-
-    def reasons(counts: dict[str, int]) -> str:
-        return ", ".join(f"{code} {n}" for code, n in sorted(counts.items()))
-
-    table.add_row(
-        "Permintaan pendaftaran / requests",
-        f"{result.expected.requests:,}",
-        f"+ {result.expected.malformed} malformed messages",
+    table = funnel_table(
+        result.funnel, "Ringkasan / Summary — Kab. Sumba Barat Daya, 1 Okt – 31 Des 2025"
     )
-    table.add_row("Terdaftar / registered", f"{len(f.registered):,}", "")
-    table.add_row(
-        "Ditolak saat pendaftaran / rejected",
-        f"{len(f.registration_rejected):,}",
-        reasons(f.reason_counts(f.registration_rejected)),
+    console.print(
+        f"Permintaan pendaftaran / requests sent: {result.expected.requests:,} "
+        f"(+ {result.expected.malformed} messages that are not JSON)"
     )
-    table.add_row("Memenuhi syarat / confirmed", f"{len(f.confirmed):,}", "")
-    table.add_row(
-        "Tidak memenuhi syarat / not eligible",
-        f"{len(f.eligibility_rejected):,}",
-        reasons(f.reason_counts(f.eligibility_rejected)),
-    )
-    invoices = ", ".join(f.invoices())
-    table.add_row(
-        "Tagihan iuran / invoiced",
-        rupiah(f.invoiced_idr),
-        f"{len(f.invoice_lines):,} lines on {invoices}",
-    )
-    table.add_row("Kepesertaan aktif / activated", f"{len(f.activated):,}", "after payment")
-    digests = "; ".join(
-        f"{d['days_left']} hari sebelum {d['coverage_end']}: {d['worker_count']:,} peserta"
-        for d in f.digests.values()
-    )
-    table.add_row("Digest masa berakhir / expiry digests", f"{len(f.digests)}", digests)
-    table.add_row("Dead letters", f"{result.dead_letters}", "registration.requested.dlq")
     console.print(table)
+    console.print(f"Dead letters: {result.dead_letters} (registration.requested.dlq)")
     if result.maildir is not None:
         console.print(
             f"Mail landed in [bold]{result.maildir / 'new'}[/] ({result.mails} message(s))"

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from rich.table import Table
+
 from lindung_contracts import topics
 from lindung_runtime.kafka import EventClient, Record, TopicReader
 
@@ -50,6 +52,48 @@ FUNNEL_TOPICS = (
     topics.COVERAGE_EXPIRING,
     topics.DIGEST_SENT,
 )
+
+
+def rupiah(amount: int) -> str:
+    return f"Rp {amount:,}"
+
+
+def funnel_table(funnel: Funnel, title: str) -> Table:
+    """One programme's funnel, a step per row (readable in an 80-column terminal)."""
+
+    def reasons(rejected: dict[str, list[str]]) -> str:
+        counts = funnel.reason_counts(rejected)
+        return ", ".join(f"{code} {n}" for code, n in sorted(counts.items()))
+
+    digests = "; ".join(
+        f"{d['days_left']} hari sebelum {d['coverage_end']}: {d['worker_count']:,} peserta"
+        for d in funnel.digests.values()
+    )
+    table = Table(title=title)
+    table.add_column("Tahap / Step")
+    table.add_column("Jumlah / Count", justify="right")
+    table.add_column("Rincian / Detail")
+    table.add_row("Terdaftar / registered", f"{len(funnel.registered):,}", "")
+    table.add_row(
+        "Ditolak saat pendaftaran / rejected",
+        f"{len(funnel.registration_rejected):,}",
+        reasons(funnel.registration_rejected),
+    )
+    table.add_row("Memenuhi syarat / confirmed", f"{len(funnel.confirmed):,}", "")
+    table.add_row(
+        "Tidak memenuhi syarat / not eligible",
+        f"{len(funnel.eligibility_rejected):,}",
+        reasons(funnel.eligibility_rejected),
+    )
+    table.add_row(
+        "Tagihan iuran / invoiced",
+        rupiah(funnel.invoiced_idr),
+        f"{len(funnel.invoice_lines):,} lines on {', '.join(funnel.invoices()) or '-'}",
+    )
+    table.add_row("Kepesertaan aktif / activated", f"{len(funnel.activated):,}", "after payment")
+    table.add_row("Peringatan / expiry alerts", f"{len(funnel.expiring):,}", "")
+    table.add_row("Digest masa berakhir / expiry digests", f"{len(funnel.digests)}", digests)
+    return table
 
 
 class FunnelWatcher:

@@ -15,10 +15,9 @@ import typer
 import yaml
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
-from lindung_cli.demo import print_summary, publish_requests, run_demo, rupiah
-from lindung_cli.funnel import dead_letter_counts, read_funnels
+from lindung_cli.demo import print_summary, publish_requests, run_demo
+from lindung_cli.funnel import dead_letter_counts, funnel_table, read_funnels, rupiah
 from lindung_cli.intake import read_requests
 from lindung_cli.stack import Stack, StackSettings, resolve_bootstrap
 from lindung_contracts import DayStarted, Event, PaymentReceived, ProgramPublished
@@ -170,32 +169,8 @@ def status() -> None:
         async with _client() as client:
             funnels = await read_funnels(client.bootstrap_servers)
             dead = await dead_letter_counts(client)
-        table = Table(title="Lindung — funnel per programme")
-        for column in (
-            "programme",
-            "registered",
-            "rejected",
-            "confirmed",
-            "not eligible",
-            "invoiced",
-            "activated",
-            "expiry alerts",
-            "digests",
-        ):
-            table.add_column(column, justify="left" if column == "programme" else "right")
-        for program_id, f in sorted(funnels.items()):
-            table.add_row(
-                program_id or "(none)",
-                f"{len(f.registered):,}",
-                f"{len(f.registration_rejected):,}",
-                f"{len(f.confirmed):,}",
-                f"{len(f.eligibility_rejected):,}",
-                rupiah(f.invoiced_idr),
-                f"{len(f.activated):,}",
-                f"{len(f.expiring):,}",
-                f"{len(f.digests):,}",
-            )
-        console.print(table)
+        for program_id, funnel in sorted(funnels.items()):
+            console.print(funnel_table(funnel, f"Programme {program_id or '(none)'}"))
         if dead:
             console.print("Dead letters: " + ", ".join(f"{t} {n}" for t, n in sorted(dead.items())))
 

@@ -70,7 +70,7 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Per-message chatter of the libraries stays at DEBUG; their warnings and errors still show.
-    for noisy in ("aiokafka", "sqlalchemy.engine", "aiosqlite", "faststream.access"):
+    for noisy in ("aiokafka", "sqlalchemy.engine", "aiosqlite", "faststream.access", "mail.log"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
