@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
@@ -19,6 +20,17 @@ WAIT_SECONDS = 30.0
 
 # Settings that keep a service quick to react in tests (the outbox relay is also woken by handlers).
 FAST = {"outbox_poll_seconds": 0.1, "consumer_retry_base_seconds": 0.05}
+
+
+def on_broker(data_dir: Path, bootstrap: str, **overrides: Any) -> dict[str, Any]:
+    """Settings for a service on the test broker with its data in `data_dir`, quick to react
+    (FAST), plus the service's own `overrides`."""
+    return {
+        "LINDUNG_DATA_DIR": str(data_dir),
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        **FAST,
+        **overrides,
+    }
 
 
 @asynccontextmanager
@@ -117,6 +129,15 @@ async def count_rows(service: Service, model: type[SQLModel], *where: Any) -> in
         if where:
             statement = statement.where(*where)
         return int((await session.exec(statement)).one())
+
+
+async def wait_for_rows(service: Service, model: type[SQLModel], count: int, *, what: str) -> None:
+    """Wait until the service's table for `model` holds exactly `count` rows."""
+
+    async def there() -> bool:
+        return await count_rows(service, model) == count
+
+    await eventually(there, what=what)
 
 
 async def outbox_drained(service: Service) -> bool:

@@ -20,15 +20,14 @@ from lindung_contracts import (
     DayStarted,
     EligibilityConfirmed,
     PaymentReceived,
-    ProgramPublished,
     topics,
 )
 from lindung_runtime.kafka import EventClient
-from tests.integration.conftest import FAST, count_rows, eventually, running, wire
+from tests.integration.conftest import on_broker, running, wait_for_rows, wire
+from tests.unit.handler_kit import PROGRAM, founding_program
 
 pytestmark = pytest.mark.integration
 
-PROGRAM = "sbd-pekerja-rentan-2025q4"
 INVOICE = f"INV-{PROGRAM}"
 NOW = datetime(2025, 10, 20, tzinfo=UTC)
 
@@ -50,11 +49,7 @@ def confirmed(serial: int) -> EligibilityConfirmed:
 async def test_confirmed_workers_are_invoiced_activated_on_payment_and_warned_before_the_end(
     kafka_bootstrap: str, data_dir: Path
 ) -> None:
-    service = create_service(
-        BillingSettings(
-            LINDUNG_DATA_DIR=str(data_dir), KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, **FAST
-        )
-    )
+    service = create_service(BillingSettings(**on_broker(data_dir, kafka_bootstrap)))
     workers = [confirmed(1), confirmed(2)]
     outputs = [
         topics.CONTRIBUTION_INVOICED,
@@ -67,23 +62,8 @@ async def test_confirmed_workers_are_invoiced_activated_on_payment_and_warned_be
         EventClient(kafka_bootstrap) as client,
         wire(kafka_bootstrap, outputs) as out,
     ):
-        await client.publish(
-            ProgramPublished(
-                program_id=PROGRAM,
-                name="Perlindungan Pekerja Rentan Kab. Sumba Barat Daya 2025",
-                sponsor="Pemerintah Kabupaten Sumba Barat Daya (APBD)",
-                region_code="5318",
-                quota=5600,
-                coverage_start=date(2025, 10, 1),
-                coverage_end=date(2025, 12, 31),
-                alert_days_before_end=[30],
-            )
-        )
-
-        async def program_known() -> bool:
-            return await count_rows(service, Program) == 1
-
-        await eventually(program_known, what="the programme to reach billing")
+        await client.publish(founding_program(alert_days_before_end=[30]))
+        await wait_for_rows(service, Program, 1, what="the programme to reach billing")
         for worker in workers:
             await client.publish(worker)
         invoiced = await out.wait_for(topics.CONTRIBUTION_INVOICED, 2)

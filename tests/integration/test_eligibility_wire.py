@@ -11,35 +11,34 @@ from pathlib import Path
 
 import pytest
 
-from lindung_contracts import ProgramPublished, WorkerRegistered, topics
+from lindung_contracts import WorkerRegistered, topics
 from lindung_eligibility.app import create_service
 from lindung_eligibility.db import Decision, Program
 from lindung_eligibility.settings import EligibilitySettings
 from lindung_runtime import Service
 from lindung_runtime.kafka import EventClient
 from tests.integration.conftest import (
-    FAST,
     count_rows,
     eventually,
+    on_broker,
     outbox_drained,
     running,
+    wait_for_rows,
     wait_until_consumed,
     wire,
 )
+from tests.unit.handler_kit import PROGRAM, founding_program
 
 pytestmark = pytest.mark.integration
 
-PROGRAM = "sbd-pekerja-rentan-2025q4"
-
 
 def eligibility(data_dir: Path, bootstrap: str) -> Service:
-    settings = EligibilitySettings(
-        LINDUNG_DATA_DIR=str(data_dir),
-        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+    settings = on_broker(
+        data_dir,
+        bootstrap,
         consumer_batch_size=7,  # many small transactions, interleaved between the instances
-        **FAST,
     )
-    return create_service(settings)
+    return create_service(EligibilitySettings(**settings))
 
 
 def registered(serial: int) -> WorkerRegistered:
@@ -72,15 +71,6 @@ async def test_two_instances_in_one_group_never_confirm_beyond_the_quota(
     kafka_bootstrap: str, data_dir: Path
 ) -> None:
     first, second = eligibility(data_dir, kafka_bootstrap), eligibility(data_dir, kafka_bootstrap)
-    program = ProgramPublished(
-        program_id=PROGRAM,
-        name="Perlindungan Pekerja Rentan Kab. Sumba Barat Daya 2025",
-        sponsor="Pemerintah Kabupaten Sumba Barat Daya (APBD)",
-        region_code="5318",
-        quota=50,
-        coverage_start=date(2025, 10, 1),
-        coverage_end=date(2025, 12, 31),
-    )
     workers = [registered(n) for n in range(1, 81)]
 
     async with running(first, second), EventClient(kafka_bootstrap) as client:
@@ -89,12 +79,8 @@ async def test_two_instances_in_one_group_never_confirm_beyond_the_quota(
             return all(assigned(s, topics.WORKER_REGISTERED) for s in (first, second))
 
         await eventually(both_have_partitions, what="both instances to share worker.registered")
-        await client.publish(program)
-
-        async def program_known() -> bool:
-            return await count_rows(first, Program) == 1
-
-        await eventually(program_known, what="the programme to reach eligibility")
+        await client.publish(founding_program(quota=50))
+        await wait_for_rows(first, Program, 1, what="the programme to reach eligibility")
 
         async with wire(
             kafka_bootstrap, [topics.ELIGIBILITY_CONFIRMED, topics.ELIGIBILITY_REJECTED]

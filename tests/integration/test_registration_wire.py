@@ -19,29 +19,25 @@ from lindung_registration.settings import RegistrationSettings
 from lindung_runtime import Service
 from lindung_runtime.kafka import EventClient
 from tests.integration.conftest import (
-    FAST,
     count_rows,
     eventually,
     group_of,
     lag,
+    on_broker,
     outbox_drained,
     running,
     wait_until_consumed,
     wire,
 )
+from tests.unit.handler_kit import PROGRAM
 
 pytestmark = pytest.mark.integration
 
-PROGRAM = "sbd-pekerja-rentan-2025q4"
 OUTPUTS = [topics.WORKER_REGISTERED, topics.REGISTRATION_REJECTED]
 
 
 def registration(data_dir: Path, bootstrap: str) -> Service:
-    return create_service(
-        RegistrationSettings(
-            LINDUNG_DATA_DIR=str(data_dir), KAFKA_BOOTSTRAP_SERVERS=bootstrap, **FAST
-        )
-    )
+    return create_service(RegistrationSettings(**on_broker(data_dir, bootstrap)))
 
 
 def request(serial: int, **overrides: Any) -> RegistrationRequested:

@@ -11,10 +11,6 @@ from typing import Any
 
 import pytest
 from faststream.kafka import TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from faststream.kafka.testing import build_message
-from faststream.message import StreamMessage
-from sqlmodel import SQLModel, select
 
 from lindung_billing.app import create_service
 from lindung_billing.db import ExpiryAlert, Invoice, InvoiceLine, Payment
@@ -25,17 +21,24 @@ from lindung_contracts import (
     CoverageExpiring,
     DayStarted,
     EligibilityConfirmed,
-    Event,
     PaymentReceived,
     ProgramPublished,
-    cloudevent_headers,
     topics,
 )
 from lindung_runtime import FixedClock, Service
-from lindung_runtime.outbox import OutboxMessage
+from tests.unit.handler_kit import (
+    PROGRAM,
+    QUICK_GIVE_UP,
+    DeadLetters,
+    deliver_batch,
+    emitted,
+    founding_program,
+    publish,
+    rows,
+    with_tables,
+)
 
 NOW = datetime(2025, 10, 20, 10, 0, tzinfo=UTC)
-PROGRAM = "sbd-pekerja-rentan-2025q4"
 INVOICE = f"INV-{PROGRAM}"
 PER_WORKER = 3 * 16_800  # Oct-Dec 2025 at JKK Rp 10,000 + JKM Rp 6,800
 
@@ -43,33 +46,10 @@ PER_WORKER = 3 * 16_800  # Oct-Dec 2025 at JKK Rp 10,000 + JKM Rp 6,800
 # --- helpers --------------------------------------------------------------------------------------
 
 
-async def _raw_body(message: StreamMessage[Any]) -> bytes:
-    return message.body
-
-
-class DeadLetters:
-    def __init__(self, service: Service, topic: str) -> None:
-        self.records: list[tuple[bytes, dict[str, Any]]] = []
-
-        @service.broker.subscriber(topics.dead_letter_topic(topic), decoder=_raw_body)
-        async def capture(body: bytes, message: KafkaMessage) -> None:
-            self.records.append((body, dict(message.headers)))
-
-
 def program(**overrides: Any) -> ProgramPublished:
-    fields: dict[str, Any] = {
-        "program_id": PROGRAM,
-        "name": "Perlindungan Pekerja Rentan Kab. Sumba Barat Daya 2025",
-        "sponsor": "Pemerintah Kabupaten Sumba Barat Daya (APBD)",
-        "region_code": "5318",
-        "quota": 5600,
-        "coverage_start": date(2025, 10, 1),
-        "coverage_end": date(2025, 12, 31),
-        "alert_days_before_end": [30],
-        "staff_emails": ["disnaker@example.go.id"],
-    }
-    fields.update(overrides)
-    return ProgramPublished(**fields)
+    return founding_program(
+        **{"alert_days_before_end": [30], "staff_emails": ["disnaker@example.go.id"], **overrides}
+    )
 
 
 def confirmed(serial: int, *, start: date = date(2025, 10, 1)) -> EligibilityConfirmed:
@@ -93,62 +73,11 @@ def payment(amount: int, reference: str, invoice_id: str = INVOICE) -> PaymentRe
     )
 
 
-async def publish(br: Any, event: Event, ce_id: str | None = None) -> str:
-    headers = cloudevent_headers(event.ce_type(), "/test", event_id=ce_id)
-    key = event.key()
-    await br.publish(
-        event.model_dump_json().encode(),
-        topic=event.TOPIC,
-        key=key.encode() if key else None,
-        headers=headers,
-    )
-    return headers["ce_id"]
-
-
-async def deliver_batch(service: Service, events: list[Event]) -> None:
-    """Hand several events of one topic to its subscriber as ONE batch, as a real fetch would."""
-    topic = events[0].TOPIC
-    subscriber = next(
-        s for s in service.broker.subscribers if any(t.name == topic for t in s.topics)
-    )
-    records = [
-        await build_message(
-            e.model_dump_json().encode(),
-            topic=topic,
-            headers=cloudevent_headers(e.ce_type(), "/test"),
-            serializer=None,
-        )
-        for e in events
-    ]
-    await subscriber.process_message(records)
-
-
-async def rows(service: Service, model: type[SQLModel]) -> list[Any]:
-    async with service.database.read_session() as session:
-        return list((await session.exec(select(model))).all())
-
-
-async def emitted(service: Service, event_type: type[Event]) -> list[Any]:
-    return [
-        event_type.model_validate_json(row.payload)
-        for row in await rows(service, OutboxMessage)
-        if row.topic == event_type.TOPIC
-    ]
-
-
 @pytest.fixture
 async def service(data_dir: Path) -> AsyncIterator[Service]:
-    settings = BillingSettings(
-        LINDUNG_DATA_DIR=str(data_dir),
-        # Give up on a missing upstream fact (NotReadyYet) and on failures after a few quick tries.
-        consumer_max_attempts=2,
-        consumer_retry_base_seconds=0.01,
-        consumer_not_ready_max_wait_seconds=0.1,
-    )
-    svc = create_service(settings, clock=FixedClock(NOW))
-    await svc.database.create_tables(svc.tables)
-    yield svc
-    await svc.database.dispose()
+    settings = BillingSettings(LINDUNG_DATA_DIR=str(data_dir), **QUICK_GIVE_UP)
+    async with with_tables(create_service(settings, clock=FixedClock(NOW))) as svc:
+        yield svc
 
 
 # --- tests --------------------------------------------------------------------------------------

@@ -12,18 +12,13 @@ from typing import Any
 
 import pytest
 from faststream.kafka import TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from faststream.message import StreamMessage
-from sqlmodel import SQLModel, select
 
 from lindung_contracts import (
     DayStarted,
     EligibilityConfirmed,
     EligibilityRejected,
-    Event,
     ProgramPublished,
     WorkerRegistered,
-    cloudevent_headers,
     topics,
 )
 from lindung_eligibility.app import create_service
@@ -31,41 +26,27 @@ from lindung_eligibility.db import Decision, Program
 from lindung_eligibility.settings import EligibilitySettings
 from lindung_runtime import FixedClock, Service
 from lindung_runtime.outbox import InboxMessage, OutboxMessage
+from tests.unit.handler_kit import (
+    PROGRAM,
+    QUICK_GIVE_UP,
+    DeadLetters,
+    emitted,
+    founding_program,
+    publish,
+    rows,
+    with_tables,
+)
 
 NOW = datetime(2025, 9, 20, 9, 0, tzinfo=UTC)
-PROGRAM = "sbd-pekerja-rentan-2025q4"
 
 
 # --- helpers --------------------------------------------------------------------------------------
 
 
-async def _raw_body(message: StreamMessage[Any]) -> bytes:
-    return message.body
-
-
-class DeadLetters:
-    def __init__(self, service: Service, topic: str) -> None:
-        self.records: list[tuple[bytes, dict[str, Any]]] = []
-
-        @service.broker.subscriber(topics.dead_letter_topic(topic), decoder=_raw_body)
-        async def capture(body: bytes, message: KafkaMessage) -> None:
-            self.records.append((body, dict(message.headers)))
-
-
 def program(program_id: str = PROGRAM, **overrides: Any) -> ProgramPublished:
-    fields: dict[str, Any] = {
-        "program_id": program_id,
-        "name": "Perlindungan Pekerja Rentan Kab. Sumba Barat Daya 2025",
-        "sponsor": "Pemerintah Kabupaten Sumba Barat Daya (APBD)",
-        "region_code": "5318",
-        "quota": 2,
-        "coverage_start": date(2025, 10, 1),
-        "coverage_end": date(2025, 12, 31),
-        "min_age": 18,
-        "max_age": 60,
-    }
-    fields.update(overrides)
-    return ProgramPublished(**fields)
+    return founding_program(
+        **{"program_id": program_id, "quota": 2, "min_age": 18, "max_age": 60, **overrides}
+    )
 
 
 def nik(
@@ -97,31 +78,6 @@ def registered(
     )
 
 
-async def publish(br: Any, event: Event, ce_id: str | None = None) -> str:
-    headers = cloudevent_headers(event.ce_type(), "/test", event_id=ce_id)
-    key = event.key()
-    await br.publish(
-        event.model_dump_json().encode(),
-        topic=event.TOPIC,
-        key=key.encode() if key else None,
-        headers=headers,
-    )
-    return headers["ce_id"]
-
-
-async def rows(service: Service, model: type[SQLModel]) -> list[Any]:
-    async with service.database.read_session() as session:
-        return list((await session.exec(select(model))).all())
-
-
-async def emitted(service: Service, event_type: type[Event]) -> list[Any]:
-    return [
-        event_type.model_validate_json(row.payload)
-        for row in await rows(service, OutboxMessage)
-        if row.topic == event_type.TOPIC
-    ]
-
-
 async def reason_codes(service: Service) -> dict[str, list[str]]:
     """worker_id -> reason codes of its rejection."""
     return {
@@ -132,17 +88,9 @@ async def reason_codes(service: Service) -> dict[str, list[str]]:
 
 @pytest.fixture
 async def service(data_dir: Path) -> AsyncIterator[Service]:
-    settings = EligibilitySettings(
-        LINDUNG_DATA_DIR=str(data_dir),
-        # Give up on a missing upstream fact (NotReadyYet) and on failures after a few quick tries.
-        consumer_max_attempts=2,
-        consumer_retry_base_seconds=0.01,
-        consumer_not_ready_max_wait_seconds=0.1,
-    )
-    svc = create_service(settings, clock=FixedClock(NOW))
-    await svc.database.create_tables(svc.tables)
-    yield svc
-    await svc.database.dispose()
+    settings = EligibilitySettings(LINDUNG_DATA_DIR=str(data_dir), **QUICK_GIVE_UP)
+    async with with_tables(create_service(settings, clock=FixedClock(NOW))) as svc:
+        yield svc
 
 
 # --- tests --------------------------------------------------------------------------------------
@@ -338,17 +286,13 @@ async def test_worker_waits_for_a_programme_that_arrives_while_it_is_retried(
         consumer_not_ready_max_wait_seconds=10,
     )
     service = create_service(settings, clock=FixedClock(NOW))
-    await service.database.create_tables(service.tables)
     early = registered(1)
-    try:
-        async with TestKafkaBroker(service.broker) as br:
-            waiting = asyncio.create_task(publish(br, early))  # retried: its programme is unknown
-            await asyncio.sleep(0.1)
-            assert not waiting.done()
-            await publish(br, program())
-            await asyncio.wait_for(waiting, timeout=10)
-    finally:
-        await service.database.dispose()
+    async with with_tables(service), TestKafkaBroker(service.broker) as br:
+        waiting = asyncio.create_task(publish(br, early))  # retried: its programme is unknown
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        await publish(br, program())
+        await asyncio.wait_for(waiting, timeout=10)
 
     assert service.dead_lettered == 0
     assert [c.worker_id for c in await emitted(service, EligibilityConfirmed)] == [early.worker_id]

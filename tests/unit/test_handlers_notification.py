@@ -3,39 +3,32 @@ against a real local SMTP server (aiosmtpd): one mail per alert window, sent onc
 
 from __future__ import annotations
 
-import csv
-import email
-import email.policy
-import io
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from faststream.kafka import TestKafkaBroker
-from sqlmodel import SQLModel, select
 
-from lindung_contracts import (
-    CoverageExpiring,
-    DigestSent,
-    Event,
-    ProgramPublished,
-    cloudevent_headers,
-)
+from lindung_contracts import CoverageExpiring, DigestSent, ProgramPublished
 from lindung_notification.app import create_service
 from lindung_notification.db import Digest, DigestEntry
 from lindung_notification.handlers import DigestDispatcher
 from lindung_notification.settings import NotificationSettings
 from lindung_runtime import FixedClock, Service
-from lindung_runtime.embedded import free_port
-from lindung_runtime.outbox import OutboxMessage
+from tests.smtp_kit import SmtpServer, attachment_rows
+from tests.unit.handler_kit import (
+    PROGRAM,
+    emitted,
+    founding_program,
+    publish,
+    rows,
+    with_tables,
+)
 
 NOW = datetime(2025, 12, 1, 0, 5, tzinfo=UTC)
-PROGRAM = "sbd-pekerja-rentan-2025q4"
 WINDOW = f"{PROGRAM}:2025-12-31:30d"
 STAFF = ["disnaker@sumbabaratdayakab.go.id", "bpjsketenagakerjaan.tambolaka@example.go.id"]
 
@@ -43,53 +36,8 @@ STAFF = ["disnaker@sumbabaratdayakab.go.id", "bpjsketenagakerjaan.tambolaka@exam
 # --- helpers --------------------------------------------------------------------------------------
 
 
-class SmtpInbox:
-    """aiosmtpd handler keeping every message it accepts."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-    def messages(self) -> list[EmailMessage]:
-        return [
-            email.message_from_bytes(e.content, policy=email.policy.default)  # type: ignore[misc]
-            for e in self.envelopes
-        ]
-
-
-class SmtpServer:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.inbox = SmtpInbox()
-        self._controller: Controller | None = None
-
-    def start(self) -> None:
-        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
-        self._controller.start()
-
-    def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
-
-
 def program(**overrides: Any) -> ProgramPublished:
-    fields: dict[str, Any] = {
-        "program_id": PROGRAM,
-        "name": "Perlindungan Pekerja Rentan Kab. Sumba Barat Daya 2025",
-        "sponsor": "Pemerintah Kabupaten Sumba Barat Daya (APBD)",
-        "region_code": "5318",
-        "quota": 5600,
-        "coverage_start": date(2025, 10, 1),
-        "coverage_end": date(2025, 12, 31),
-        "alert_days_before_end": [30],
-        "staff_emails": STAFF,
-    }
-    fields.update(overrides)
-    return ProgramPublished(**fields)
+    return founding_program(**{"alert_days_before_end": [30], "staff_emails": STAFF, **overrides})
 
 
 def expiring(serial: int, *, size: int = 3, days_left: int = 30) -> CoverageExpiring:
@@ -108,23 +56,6 @@ def expiring(serial: int, *, size: int = 3, days_left: int = 30) -> CoverageExpi
     )
 
 
-async def publish(br: Any, event: Event, ce_id: str | None = None) -> str:
-    headers = cloudevent_headers(event.ce_type(), "/test", event_id=ce_id)
-    key = event.key()
-    await br.publish(
-        event.model_dump_json().encode(),
-        topic=event.TOPIC,
-        key=key.encode() if key else None,
-        headers=headers,
-    )
-    return headers["ce_id"]
-
-
-async def rows(service: Service, model: type[SQLModel]) -> list[Any]:
-    async with service.database.read_session() as session:
-        return list((await session.exec(select(model))).all())
-
-
 async def digest(service: Service, digest_id: str = WINDOW) -> Digest:
     async with service.database.read_session() as session:
         row = await session.get(Digest, digest_id)
@@ -132,25 +63,9 @@ async def digest(service: Service, digest_id: str = WINDOW) -> Digest:
     return row
 
 
-async def digests_sent(service: Service) -> list[DigestSent]:
-    return [
-        DigestSent.model_validate_json(row.payload)
-        for row in await rows(service, OutboxMessage)
-        if row.topic == DigestSent.TOPIC
-    ]
-
-
-def attachment_rows(message: EmailMessage) -> list[dict[str, str]]:
-    [attachment] = list(message.iter_attachments())
-    assert attachment.get_content_type() == "text/csv"
-    content = attachment.get_content()
-    text = content.decode("utf-8") if isinstance(content, bytes) else content
-    return list(csv.DictReader(io.StringIO(text)))
-
-
 @pytest.fixture
 def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer(free_port())  # not started: each test decides when the server is up
+    server = SmtpServer()  # not started: each test decides when the server is up
     yield server
     server.stop()
 
@@ -170,10 +85,8 @@ async def service(data_dir: Path, smtp: SmtpServer, clock: FixedClock) -> AsyncI
         smtp_from="Lindung <lindung@example.go.id>",
         digest_quiet_seconds=60,
     )
-    svc = create_service(settings, clock=clock)
-    await svc.database.create_tables(svc.tables)
-    yield svc
-    await svc.database.dispose()
+    async with with_tables(create_service(settings, clock=clock)) as svc:
+        yield svc
 
 
 def dispatcher(service: Service) -> DigestDispatcher:
@@ -221,7 +134,7 @@ async def test_complete_window_is_mailed_once_as_one_digest(
     assert {line["akhir_kepesertaan"] for line in lines} == {"2025-12-31"}
     assert all(alert.nik not in envelope.content.decode("utf-8", "replace") for alert in alerts)
 
-    [sent] = await digests_sent(service)
+    [sent] = await emitted(service, DigestSent)
     assert (sent.digest_id, sent.worker_count, sent.days_left) == (WINDOW, 3, 30)
     assert sorted(sent.recipients) == sorted(STAFF)
     assert (await digest(service)).sent_at is not None
@@ -229,7 +142,7 @@ async def test_complete_window_is_mailed_once_as_one_digest(
     # Sent is sent: another pass finds nothing to do.
     assert await dispatcher(service).dispatch_ready() == 0
     assert len(smtp.inbox.envelopes) == 1
-    assert len(await digests_sent(service)) == 1
+    assert len(await emitted(service, DigestSent)) == 1
 
 
 async def test_redelivered_alerts_do_not_duplicate_entries(
@@ -319,7 +232,7 @@ async def test_smtp_down_postpones_the_digest_and_it_is_sent_later(
     assert row.next_attempt_at is not None
     retry_at = row.next_attempt_at.replace(tzinfo=UTC)
     assert retry_at > NOW
-    assert await digests_sent(service) == []
+    assert await emitted(service, DigestSent) == []
 
     smtp.start()
     assert await dispatcher(service).dispatch_ready() == 0  # backing off: not due yet
@@ -331,7 +244,7 @@ async def test_smtp_down_postpones_the_digest_and_it_is_sent_later(
     row = await digest(service)
     assert row.sent_at is not None
     assert row.last_error is None
-    assert len(await digests_sent(service)) == 1
+    assert len(await emitted(service, DigestSent)) == 1
 
 
 async def test_digest_of_an_unknown_programme_waits_for_the_programme(

@@ -11,13 +11,8 @@ from typing import Any
 
 import pytest
 from faststream.kafka import TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from faststream.kafka.testing import build_message
-from faststream.message import StreamMessage
-from sqlmodel import SQLModel, select
 
 from lindung_contracts import (
-    Event,
     RegistrationRejected,
     RegistrationRequested,
     WorkerRegistered,
@@ -29,29 +24,22 @@ from lindung_registration.db import Worker
 from lindung_registration.domain import worker_id_for
 from lindung_registration.settings import RegistrationSettings
 from lindung_runtime import FixedClock, Service
-from lindung_runtime.outbox import InboxMessage, OutboxMessage
+from lindung_runtime.outbox import InboxMessage
+from tests.unit.handler_kit import (
+    PROGRAM,
+    DeadLetters,
+    deliver_batch,
+    outbox,
+    publish,
+    rows,
+    with_tables,
+)
 
 NOW = datetime(2025, 10, 1, 8, 30, tzinfo=UTC)
-PROGRAM = "sbd-pekerja-rentan-2025q4"
 NIK_WOMAN = "5318014101900002"  # Sumba Barat Daya, born 1 Jan 1990, woman (day + 40)
 
 
-# --- helpers (kept per file: only test_handlers_*.py files are ours to write) ---------------
-
-
-async def _raw_body(message: StreamMessage[Any]) -> bytes:
-    return message.body
-
-
-class DeadLetters:
-    """What the service dead-letters to `<topic>.dlq` (subscribe before the test broker starts)."""
-
-    def __init__(self, service: Service, topic: str) -> None:
-        self.records: list[tuple[bytes, dict[str, Any]]] = []
-
-        @service.broker.subscriber(topics.dead_letter_topic(topic), decoder=_raw_body)
-        async def capture(body: bytes, message: KafkaMessage) -> None:
-            self.records.append((body, dict(message.headers)))
+# --- helpers --------------------------------------------------------------------------------------
 
 
 def request(**overrides: Any) -> RegistrationRequested:
@@ -70,55 +58,15 @@ def request(**overrides: Any) -> RegistrationRequested:
     return RegistrationRequested(**fields)
 
 
-async def publish(br: Any, event: Event, ce_id: str | None = None) -> str:
-    headers = cloudevent_headers(event.ce_type(), "/test", event_id=ce_id)
-    key = event.key()
-    await br.publish(
-        event.model_dump_json().encode(),
-        topic=event.TOPIC,
-        key=key.encode() if key else None,
-        headers=headers,
-    )
-    return headers["ce_id"]
-
-
-async def deliver_batch(
-    service: Service, topic: str, messages: list[tuple[bytes, dict[str, str]]]
-) -> None:
-    """Hand several records to the subscriber as ONE batch, as a real fetch would."""
-    subscriber = next(
-        s for s in service.broker.subscribers if any(t.name == topic for t in s.topics)
-    )
-    records = [
-        await build_message(body, topic=topic, headers=headers, serializer=None)
-        for body, headers in messages
-    ]
-    await subscriber.process_message(records)
-
-
-async def rows(service: Service, model: type[SQLModel]) -> list[Any]:
-    async with service.database.read_session() as session:
-        return list((await session.exec(select(model))).all())
-
-
-async def outbox(service: Service, topic: str | None = None) -> list[OutboxMessage]:
-    return [
-        row for row in await rows(service, OutboxMessage) if topic is None or row.topic == topic
-    ]
-
-
 def publisher(service: Service, topic: str) -> Any:
     return next(p for p in service.broker.publishers if p.topic == topic)
 
 
 @pytest.fixture
 async def service(data_dir: Path) -> AsyncIterator[Service]:
-    svc = create_service(
-        RegistrationSettings(LINDUNG_DATA_DIR=str(data_dir)), clock=FixedClock(NOW)
-    )
-    await svc.database.create_tables(svc.tables)
-    yield svc
-    await svc.database.dispose()
+    settings = RegistrationSettings(LINDUNG_DATA_DIR=str(data_dir))
+    async with with_tables(create_service(settings, clock=FixedClock(NOW))) as svc:
+        yield svc
 
 
 # --- tests --------------------------------------------------------------------------------------
@@ -190,16 +138,8 @@ async def test_same_worker_under_a_new_ce_id_is_not_registered_twice(service: Se
 
 
 async def test_same_worker_twice_in_one_batch_is_registered_once(service: Service) -> None:
-    headers = lambda: cloudevent_headers(RegistrationRequested.ce_type(), "/test")  # noqa: E731
     async with TestKafkaBroker(service.broker):
-        await deliver_batch(
-            service,
-            topics.REGISTRATION_REQUESTED,
-            [
-                (request().model_dump_json().encode(), headers()),
-                (request(nik=NIK_WOMAN).model_dump_json().encode(), headers()),
-            ],
-        )
+        await deliver_batch(service, [request(), request(nik=NIK_WOMAN)])
 
     assert len(await rows(service, Worker)) == 1
     assert len(await outbox(service, topics.WORKER_REGISTERED)) == 1
