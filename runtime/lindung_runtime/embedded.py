@@ -87,6 +87,9 @@ async def wait_for_kafka(
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"the broker exited with code {process.returncode}")
+        if not await _accepts_connections(bootstrap_servers):  # quietly, before a Kafka client
+            await asyncio.sleep(0.1)
+            continue
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=2000)
         try:
             await admin.start()
@@ -99,6 +102,18 @@ async def wait_for_kafka(
                 await admin.close()
         await asyncio.sleep(0.2)
     raise TimeoutError(f"no Kafka broker answered at {bootstrap_servers}: {last_error!r}")
+
+
+async def _accepts_connections(bootstrap_servers: str) -> bool:
+    host, _, port = bootstrap_servers.split(",")[0].rpartition(":")
+    try:
+        _, writer = await asyncio.open_connection(host or "localhost", int(port))
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 class SmtpSink:
