@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Column, DateTime, Index, Text, inspect, or_, update
+from sqlalchemy import Column, DateTime, Index, Text, delete, inspect, or_, update
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -317,3 +317,24 @@ class OutboxRelay:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+
+
+async def purge_old_rows(database: Database, clock: Clock, retention_days: float) -> int:
+    """Forget inbox ids and published outbox rows older than the retention window.
+
+    The window must be at least the replay horizon: an event redelivered after its inbox row is
+    gone would be processed again (MassTransit's InboxCleanupService does the same).
+    """
+    cutoff = clock.now() - timedelta(days=retention_days)
+    async with database.session() as session:
+        inbox = await session.exec(
+            delete(InboxMessage).where(col(InboxMessage.processed_at) < cutoff)  # type: ignore[call-overload]
+        )
+        outbox = await session.exec(
+            delete(OutboxMessage).where(  # type: ignore[call-overload]
+                col(OutboxMessage.published_at).is_not(None),
+                col(OutboxMessage.published_at) < cutoff,
+            )
+        )
+        await session.commit()
+    return int(inbox.rowcount or 0) + int(outbox.rowcount or 0)

@@ -31,7 +31,7 @@ from lindung_runtime.consumer import Handler, Preload, ReliableConsumer, Route
 from lindung_runtime.db import Database
 from lindung_runtime.kafka import all_topics, ensure_topics
 from lindung_runtime.logging import get_logger
-from lindung_runtime.outbox import RUNTIME_TABLES, OutboxRelay, UnitOfWork
+from lindung_runtime.outbox import RUNTIME_TABLES, OutboxRelay, UnitOfWork, purge_old_rows
 from lindung_runtime.settings import LindungSettings
 from lindung_runtime.tracing import build_tracer_provider
 
@@ -174,8 +174,16 @@ class Service:
             if created:
                 log.info("topics_created", count=len(created))
 
+    async def _purge_old_rows_hourly(self) -> None:
+        days = self.settings.retention_days
+        while True:
+            if purged := await purge_old_rows(self.database, self.clock, days):
+                log.info("old_rows_purged", rows=purged, retention_days=days)
+            await asyncio.sleep(3600)
+
     async def _start_background(self) -> None:
         self.outbox.start()
+        self._tasks.append(asyncio.create_task(_forever(self._purge_old_rows_hourly)))
         for task in self._background:
             self._tasks.append(asyncio.create_task(_forever(task), name=task.__name__))
         log.info("service_started", consumes=sorted(self.routes))

@@ -36,6 +36,11 @@ class LindungSettings(BaseSettings):
     consumer_not_ready_max_wait_seconds: float = Field(
         default=300.0, ge=0, description="How long an event may wait for the facts it needs"
     )
+    retention_days: float = Field(
+        default=14.0,
+        gt=0,
+        description="Keep inbox ids and published outbox rows this long (>= the replay horizon)",
+    )
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_seconds: float = Field(default=0.5, gt=0)
 
