@@ -73,7 +73,6 @@ class UnitOfWork:
         self.clock = clock
         self.source = source
         self.event_id: str | None = None  # the event being handled right now
-        self.emitted: list[Event] = []
         self._added: dict[type[Any], dict[tuple[Any, ...], Any]] = {}
         self._absent: set[tuple[type[Any], tuple[Any, ...]]] = set()
         self._locked: dict[tuple[type[Any], tuple[Any, ...]], Any] = {}
@@ -161,19 +160,9 @@ class UnitOfWork:
                 created_at=now,
             )
         )
-        self.emitted.append(event)
-
-    async def already_processed(self, topic: str, event_id: str) -> bool:
-        return await self.session.get(InboxMessage, (topic, event_id)) is not None
 
     def mark_processed(self, topic: str, event_id: str) -> None:
         self.session.add(InboxMessage(topic=topic, event_id=event_id, processed_at=self.now()))
-
-
-class Publisher:
-    """What the relay needs from the broker; FastStream's KafkaBroker fits."""
-
-    async def publish(self, message: Any, topic: str = "", **kwargs: Any) -> Any: ...
 
 
 class OutboxRelay:
