@@ -20,16 +20,17 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "district": ("district", "kecamatan"),
     "phone": ("phone", "no hp", "nomor hp", "telepon"),
 }
-TEMPLATE_HEADER = [
-    "NIK",
-    "Nama Lengkap",
-    "Tanggal Lahir",
-    "Jenis Kelamin",
-    "Pekerjaan",
-    "Desa/Kelurahan",
-    "Kecamatan",
-    "No HP",
-]
+#: The template staff fill in: Indonesian header → contract field, in column order.
+TEMPLATE_COLUMNS: dict[str, str] = {
+    "NIK": "nik",
+    "Nama Lengkap": "full_name",
+    "Tanggal Lahir": "birth_date",
+    "Jenis Kelamin": "gender",
+    "Pekerjaan": "occupation",
+    "Desa/Kelurahan": "village",
+    "Kecamatan": "district",
+    "No HP": "phone",
+}
 
 
 def _normal(header: str) -> str:
@@ -61,18 +62,8 @@ def read_requests(path: Path, program_id: str | None) -> Iterator[RegistrationRe
 
 def write_requests(path: Path, rows: list[dict[str, str]]) -> None:
     """Write rows in the Indonesian template layout (what the demo hands to `register`)."""
-    keys = [
-        "nik",
-        "full_name",
-        "birth_date",
-        "gender",
-        "occupation",
-        "village",
-        "district",
-        "phone",
-    ]
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(TEMPLATE_HEADER)
+        writer.writerow(TEMPLATE_COLUMNS)
         for row in rows:
-            writer.writerow([row.get(k) or "" for k in keys])
+            writer.writerow([row.get(field) or "" for field in TEMPLATE_COLUMNS.values()])

@@ -104,7 +104,7 @@ class Service:
         self.routes: dict[str, Route] = {}
         self.tracer = self.tracer_provider.get_tracer("lindung")
         self.dead_lettered = 0
-        self._background: list[BackgroundTask] = []
+        self._background: list[BackgroundTask] = [self._purge_old_rows_hourly]
         self._tasks: list[asyncio.Task[None]] = []
 
     def consumer(
@@ -183,7 +183,6 @@ class Service:
 
     async def _start_background(self) -> None:
         self.outbox.start()
-        self._tasks.append(asyncio.create_task(_forever(self._purge_old_rows_hourly)))
         for task in self._background:
             self._tasks.append(asyncio.create_task(_forever(task), name=task.__name__))
         log.info("service_started", consumes=sorted(self.routes))

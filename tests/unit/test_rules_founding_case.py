@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from lindung_cli.founding_case import Expected, founding_program, generate_rows
+from lindung_cli.intake import TEMPLATE_COLUMNS
 from lindung_contracts import ProgramPublished, RegistrationRequested
 from lindung_eligibility.domain import Applicant, ProgramRules, assess
 from lindung_registration.domain import _MESSAGES as REGISTRATION_MESSAGES
@@ -114,16 +115,8 @@ def test_rows_have_the_registration_request_fields(
     generated: tuple[list[dict[str, str]], Expected],
 ) -> None:
     rows, _ = generated
-    fields = {
-        "nik",
-        "full_name",
-        "birth_date",
-        "gender",
-        "occupation",
-        "village",
-        "district",
-        "phone",
-    }
+    fields = set(TEMPLATE_COLUMNS.values())
+    assert fields == set(RegistrationRequested.model_fields) - {"program_id"}
     assert all(set(row) == fields for row in rows)
     assert all(isinstance(value, str) for row in rows for value in row.values())
 
