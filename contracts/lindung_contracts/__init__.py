@@ -21,6 +21,7 @@ from lindung_contracts.events import (
     Reason,
     RegistrationRejected,
     RegistrationRequested,
+    WorkerEvent,
     WorkerRegistered,
     event_for_topic,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Reason",
     "RegistrationRejected",
     "RegistrationRequested",
+    "WorkerEvent",
     "WorkerRegistered",
     "cloudevent_headers",
     "event_for_topic",

@@ -150,6 +150,8 @@ class RegistrationRejected(Event):
     nik: str = Field(description="The NIK exactly as given (it may be malformed)")
     errors: list[FieldError]
     request_id: str | None = Field(default=None, description="ce_id of the rejected request")
+    village: str = Field(default="", max_length=200, description="Desa/kelurahan as given")
+    district: str = Field(default="", max_length=200, description="Kecamatan as given")
 
 
 class Reason(BaseModel):

@@ -271,6 +271,7 @@ class BatchProcessor:
                     ),
                 ):
                     uow.event_id = delivery.event_id
+                    uow.event_headers = delivery.headers
                     await self.route.handler(delivery.event, uow)
                 uow.mark_processed(topic, delivery.event_id)
             await uow.session.commit()

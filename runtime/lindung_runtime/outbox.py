@@ -73,6 +73,7 @@ class UnitOfWork:
         self.clock = clock
         self.source = source
         self.event_id: str | None = None  # the event being handled right now
+        self.event_headers: dict[str, str] = {}  # its Kafka headers (CloudEvents, trace context)
         self._added: dict[type[Any], dict[tuple[Any, ...], Any]] = {}
         self._absent: set[tuple[type[Any], tuple[Any, ...]]] = set()
         self._locked: dict[tuple[type[Any], tuple[Any, ...]], Any] = {}

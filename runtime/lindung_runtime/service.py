@@ -29,6 +29,7 @@ from lindung_contracts import Event
 from lindung_runtime.clock import Clock, SystemClock
 from lindung_runtime.consumer import Handler, Preload, ReliableConsumer, Route
 from lindung_runtime.db import Database
+from lindung_runtime.http import HttpServer, create_http_app
 from lindung_runtime.kafka import all_topics, ensure_topics
 from lindung_runtime.logging import get_logger
 from lindung_runtime.outbox import RUNTIME_TABLES, OutboxRelay, UnitOfWork, purge_old_rows
@@ -101,6 +102,8 @@ class Service:
             on_shutdown=[self._stop_background],
             after_shutdown=[self.database.dispose],
         )
+        self.http = create_http_app(self, title=f"Lindung {name}", version="1.0.0")
+        self.http_server: HttpServer | None = None
         self.routes: dict[str, Route] = {}
         self.tracer = self.tracer_provider.get_tracer("lindung")
         self.dead_lettered = 0
@@ -182,12 +185,19 @@ class Service:
             await asyncio.sleep(3600)
 
     async def _start_background(self) -> None:
+        if self.settings.http_port is not None:
+            self.http_server = HttpServer(
+                self.http, self.settings.http_host, self.settings.http_port
+            )
+            await self.http_server.start()
         self.outbox.start()
         for task in self._background:
             self._tasks.append(asyncio.create_task(_forever(task), name=task.__name__))
         log.info("service_started", consumes=sorted(self.routes))
 
     async def _stop_background(self) -> None:
+        if self.http_server is not None:
+            await self.http_server.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -41,6 +41,10 @@ class LindungSettings(BaseSettings):
         gt=0,
         description="Keep inbox ids and published outbox rows this long (>= the replay horizon)",
     )
+    http_host: str = Field(default="127.0.0.1", description="Interface of the HTTP server")
+    http_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Serve /healthz, /readyz (and the API) here"
+    )
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_seconds: float = Field(default=0.5, gt=0)
 

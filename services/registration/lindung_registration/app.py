@@ -1,22 +1,47 @@
-"""Wiring of the registration service: what it consumes and what it emits."""
+"""Wiring of the registration service: what it consumes, what it emits, and its HTTP API."""
 
 from __future__ import annotations
 
 from lindung_contracts import RegistrationRejected, WorkerRegistered, topics
-from lindung_registration import handlers
+from lindung_registration import handlers, projection
+from lindung_registration.api import install_api
+from lindung_registration.auth import KeyStore
 from lindung_registration.db import TABLES
+from lindung_registration.imports import Importer
 from lindung_registration.settings import RegistrationSettings
 from lindung_runtime import Clock, Service
+from lindung_runtime.consumer import Handler
 
 NAME = "registration"
+
+#: The other services' events that make up a worker's timeline and the programme funnel.
+PROJECTED: dict[str, Handler] = {
+    topics.WORKER_REGISTERED: projection.on_worker_registered,
+    topics.REGISTRATION_REJECTED: projection.on_registration_rejected,
+    topics.ELIGIBILITY_CONFIRMED: projection.on_eligibility_confirmed,
+    topics.ELIGIBILITY_REJECTED: projection.on_eligibility_rejected,
+    topics.CONTRIBUTION_INVOICED: projection.on_contribution_invoiced,
+    topics.PAYMENT_RECEIVED: projection.on_payment_received,
+    topics.COVERAGE_ACTIVATED: projection.on_coverage_activated,
+    topics.COVERAGE_EXPIRING: projection.on_coverage_expiring,
+}
+WITHOUT_WORKER = {topics.REGISTRATION_REJECTED, topics.PAYMENT_RECEIVED}
 
 
 def create_service(
     settings: RegistrationSettings | None = None, clock: Clock | None = None
 ) -> Service:
-    service = Service(NAME, settings or RegistrationSettings(), TABLES, clock=clock)
+    settings = settings or RegistrationSettings()
+    service = Service(NAME, settings, TABLES, clock=clock)
     service.consumer(topics.REGISTRATION_REQUESTED, preload=handlers.preload_workers)(
         handlers.on_registration_requested
     )
+    for topic, handler in PROJECTED.items():
+        preload = None if topic in WITHOUT_WORKER else projection.preload_status
+        service.consumer(topic, preload=preload)(handler)
     service.publishes(WorkerRegistered, RegistrationRejected)
+
+    importer = Importer(service, settings)
+    service.background(importer.run)
+    install_api(service, KeyStore(settings.api_keys_path), importer)
     return service

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -33,4 +33,111 @@ class Worker(Table, table=True):
     registered_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-TABLES: list[type[SQLModel]] = [Worker]
+class TimelineEntry(Table, table=True):
+    """One event in a worker's enrolment history, as the services announced it (a projection of
+    their events: registration never reads another service's tables)."""
+
+    __tablename__ = "timeline_entry"
+    __table_args__ = (Index("ix_timeline_nik_time", "nik", "occurred_at"),)
+
+    event_id: str = Field(primary_key=True, max_length=200)
+    kind: str = Field(max_length=40)
+    nik: str = Field(max_length=64)
+    program_id: str = Field(max_length=64)
+    worker_id: str | None = Field(default=None, max_length=36)
+    invoice_id: str | None = Field(default=None, max_length=100, index=True)
+    occurred_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    trace_id: str | None = Field(default=None, max_length=32)
+    details: str = Field(sa_column=Column(Text, nullable=False))  # JSON
+
+
+class PaymentRecord(Table, table=True):
+    """A sponsor's payment of an invoice: it belongs to the timeline of every worker on it."""
+
+    __tablename__ = "payment_record"
+
+    event_id: str = Field(primary_key=True, max_length=200)
+    invoice_id: str = Field(max_length=100, index=True)
+    amount_idr: int
+    paid_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    reference: str = Field(max_length=200)
+    trace_id: str | None = Field(default=None, max_length=32)
+
+
+class WorkerStatus(Table, table=True):
+    """Where each worker stands in the funnel, for the programme summary (one row per worker,
+    filled in by whichever event arrives first: topics are consumed independently)."""
+
+    __tablename__ = "worker_status"
+    __table_args__ = (Index("ix_worker_status_program_place", "program_id", "district", "village"),)
+
+    worker_id: str = Field(primary_key=True, max_length=36)
+    program_id: str = Field(max_length=64)
+    nik: str = Field(max_length=16, index=True)
+    village: str = ""
+    district: str = ""
+    registered: bool = False
+    eligibility: str = Field(default="", max_length=12)  # "", "confirmed", "rejected"
+    ineligible_reasons: str = ""  # comma-separated codes
+    invoice_id: str | None = Field(default=None, max_length=100)
+    invoiced_idr: int = 0
+    activated: bool = False
+    expiry_alerts: int = 0
+
+
+class RejectedRequest(Table, table=True):
+    """A registration request refused for its data (counted per desa in the summary)."""
+
+    __tablename__ = "rejected_request"
+    __table_args__ = (Index("ix_rejected_program_place", "program_id", "district", "village"),)
+
+    event_id: str = Field(primary_key=True, max_length=200)
+    program_id: str = Field(max_length=64)
+    village: str = ""
+    district: str = ""
+
+
+class ImportJob(Table, table=True):
+    """An uploaded spreadsheet and how far its processing got (resumed after a restart)."""
+
+    __tablename__ = "import_job"
+
+    import_id: str = Field(primary_key=True, max_length=32)
+    program_id: str = Field(max_length=64, index=True)
+    filename: str = Field(max_length=255)
+    file_format: str = Field(max_length=8)  # csv | xlsx
+    status: str = Field(default="queued", max_length=12)  # queued, running, done, failed
+    submitted_by: str = Field(max_length=100)
+    village_scope: str | None = None  # a village key may import only its own desa's rows
+    district_scope: str | None = None
+    rows_done: int = 0
+    registered: int = 0
+    repeated: int = 0
+    rejected: int = 0
+    error: str | None = None
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class ImportRow(Table, table=True):
+    """The outcome of one row of an import; rejected rows keep their values for errors.csv."""
+
+    __tablename__ = "import_row"
+
+    import_id: str = Field(primary_key=True, max_length=32)
+    row_number: int = Field(primary_key=True)
+    status: str = Field(max_length=12)  # registered, repeated, rejected
+    worker_id: str | None = Field(default=None, max_length=36)
+    errors: str | None = Field(default=None, sa_column=Column(Text))  # JSON list of FieldError
+    values: str | None = Field(default=None, sa_column=Column(Text))  # JSON, rejected rows only
+
+
+TABLES: list[type[SQLModel]] = [
+    Worker,
+    TimelineEntry,
+    PaymentRecord,
+    WorkerStatus,
+    RejectedRequest,
+    ImportJob,
+    ImportRow,
+]

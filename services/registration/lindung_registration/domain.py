@@ -6,6 +6,7 @@ No I/O and no clock. Every error is a stable code with a message in Bahasa Indon
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -50,6 +51,10 @@ _MESSAGES: dict[str, str] = {
     "phone_invalid": "Nomor HP tidak valid / Phone number is not valid",
     "occupation_too_long": "Pekerjaan maksimal 100 karakter / Occupation is at most 100 characters",
     "program_id_required": "Program wajib diisi / Programme is required",
+    "text_invalid_characters": (
+        "Isian mengandung karakter yang tidak sah / The value contains characters that are "
+        "not allowed"
+    ),
 }
 
 _GENDERS: dict[str, Literal["M", "F"]] = {
@@ -141,6 +146,16 @@ def validate_registration(
     if isinstance(phone, FieldError):
         errors.append(phone)
 
+    for field, text in (
+        ("full_name", full_name),
+        ("village", village),
+        ("district", district),
+        ("occupation", occupation),
+    ):
+        if has_invalid_characters(text):
+            errors = [e for e in errors if e.field != field]
+            errors.append(field_error(field, "text_invalid_characters"))
+
     if errors:
         return errors
     assert isinstance(nik, str) and birth_date is not None and gender is not None
@@ -155,6 +170,20 @@ def validate_registration(
         village=village,
         district=district,
         phone=phone,
+    )
+
+
+def has_invalid_characters(text: str) -> bool:
+    """Control characters (NUL, escape codes) or lone surrogates: no name or place has them, and
+    PostgreSQL cannot store NUL."""
+    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
+
+
+def printable(text: str, limit: int) -> str:
+    """A value as given, made safe to echo back in an event (lone surrogates and controls
+    replaced)."""
+    return "".join(
+        "\ufffd" if unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in text[:limit]
     )
 
 

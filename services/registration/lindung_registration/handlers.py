@@ -1,18 +1,37 @@
-"""Registration's handlers: load, ask the domain, save, emit."""
+"""Registration's handlers: load, ask the domain, save, emit.
+
+`register` is the one registration use case; the Kafka intake, `POST /programs/{id}/workers` and
+spreadsheet imports all go through it, so they validate and deduplicate the same way.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
 
 from faststream import Context
 from stdnum.id import nik as stdnum_nik
 
-from lindung_contracts import RegistrationRejected, RegistrationRequested, WorkerRegistered
+from lindung_contracts import (
+    FieldError,
+    RegistrationRejected,
+    RegistrationRequested,
+    WorkerRegistered,
+)
 from lindung_registration.db import Worker
-from lindung_registration.domain import validate_registration, worker_id_for
+from lindung_registration.domain import printable, validate_registration, worker_id_for
 from lindung_runtime import UnitOfWork
 from lindung_runtime.logging import get_logger
 from lindung_runtime.privacy import mask_nik
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Literal["registered", "repeated", "rejected"]
+    worker_id: str | None = None
+    errors: list[FieldError] = field(default_factory=list)
 
 
 async def preload_workers(requests: list[RegistrationRequested], uow: UnitOfWork) -> None:
@@ -21,29 +40,32 @@ async def preload_workers(requests: list[RegistrationRequested], uow: UnitOfWork
     await uow.preload(Worker, Worker.worker_id, ids)
 
 
-async def on_registration_requested(
-    request: RegistrationRequested,
-    uow: UnitOfWork = Context("uow"),
-) -> None:
+async def register(
+    request: RegistrationRequested, uow: UnitOfWork, request_id: str | None
+) -> Outcome:
     """Register a valid request once; answer an invalid one with every field error."""
     result = validate_registration(request)
     if isinstance(result, list):
         uow.emit(
             RegistrationRejected(
-                program_id=request.program_id,
-                nik=request.nik[:64],
+                program_id=printable(request.program_id, 64),
+                nik=printable(request.nik, 64),
                 errors=result,
-                request_id=uow.event_id,
+                request_id=request_id,
+                village=printable(request.village, 200),
+                district=printable(request.district, 200),
             )
         )
         log.info(
-            "registration_rejected", nik=mask_nik(request.nik[:64]), codes=[e.code for e in result]
+            "registration_rejected",
+            nik=mask_nik(printable(request.nik, 64)),
+            codes=[e.code for e in result],
         )
-        return
+        return Outcome("rejected", errors=result)
 
     if await uow.get(Worker, result.worker_id) is not None:
         log.info("registration_repeated", nik=mask_nik(result.nik), worker_id=result.worker_id)
-        return
+        return Outcome("repeated", worker_id=result.worker_id)
 
     worker = Worker(
         worker_id=result.worker_id,
@@ -75,3 +97,12 @@ async def on_registration_requested(
         )
     )
     log.info("worker_registered", nik=mask_nik(worker.nik), worker_id=worker.worker_id)
+    return Outcome("registered", worker_id=worker.worker_id)
+
+
+async def on_registration_requested(
+    request: RegistrationRequested,
+    uow: UnitOfWork = Context("uow"),
+) -> None:
+    """Register a valid request once; answer an invalid one with every field error."""
+    await register(request, uow, uow.event_id)

@@ -1,0 +1,131 @@
+"""The HTTP side of a service: health and readiness for every service, and the routes a service
+adds (registration's API). Served by uvicorn inside the service's own process and event loop,
+next to its Kafka subscribers, so a probe sees the very process it is asking about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from lindung_runtime.logging import get_logger
+from lindung_runtime.privacy import mask_text
+
+if TYPE_CHECKING:
+    from lindung_runtime.service import Service
+
+log = get_logger(__name__)
+
+READY_TIMEOUT_SECONDS = 2.0
+
+
+def create_http_app(service: Service, **fastapi_options: Any) -> FastAPI:
+    """A FastAPI app with `/healthz` and `/readyz`; the service may include more routers."""
+    app = FastAPI(**fastapi_options)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process is serving")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service.name}
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Readiness: the broker and the database both answer",
+        responses={503: {"description": "The broker or the database does not answer"}},
+    )
+    async def readyz() -> JSONResponse:
+        checks = await readiness(service)
+        ready = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.middleware("http")
+    async def access_log(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """uvicorn's access log is off: paths carry NIKs (`/workers/{nik}`), so log them masked."""
+        started = time.perf_counter()
+        response = await call_next(request)
+        if request.url.path not in ("/healthz", "/readyz", "/metrics"):
+            log.info(
+                "http_request",
+                method=request.method,
+                path=mask_text(request.url.path),
+                status=response.status_code,
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+        return response
+
+    return app
+
+
+async def readiness(service: Service) -> dict[str, bool]:
+    async def database() -> bool:
+        async with service.database.read_session() as session:
+            await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+        return True
+
+    async def broker() -> bool:
+        return bool(await service.broker.ping(timeout=READY_TIMEOUT_SECONDS))
+
+    results = {}
+    for name, check in (("database", database), ("broker", broker)):
+        try:
+            results[name] = await asyncio.wait_for(check(), timeout=READY_TIMEOUT_SECONDS + 1)
+        except Exception as error:
+            log.warning("readiness_check_failed", check=name, error=repr(error)[:300])
+            results[name] = False
+    return results
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: the FastStream app owns SIGTERM/SIGINT and stops
+    the HTTP server itself, after the subscribers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class HttpServer:
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self.server = _Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                access_log=False,
+                log_config=None,
+                lifespan="off",
+                timeout_graceful_shutdown=5,
+            )
+        )
+        self.host, self.port = host, port
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.server.serve(), name="http-server")
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()  # e.g. the port is taken: fail the start-up loudly
+                raise RuntimeError("HTTP server stopped before it started")
+            await asyncio.sleep(0.05)
+        log.info("http_serving", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self.server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(self._task, timeout=10)
+        self._task = None

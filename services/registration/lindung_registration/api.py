@@ -1,0 +1,629 @@
+"""Registration's HTTP API: the front door for people (spreadsheets) and upstream systems.
+
+Every route but health needs a bearer API key (see auth.py). Errors carry per-field messages in
+Bahasa Indonesia and English, in the same shape as the `RegistrationRejected` event.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import (
+    APIRouter,
+    Depends,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Security,
+    UploadFile,
+)
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from opentelemetry.trace import SpanKind
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from sqlalchemy import case
+from sqlalchemy import exc as sa_exc
+from sqlmodel import col, func, select
+
+from lindung_contracts import FieldError, RegistrationRequested
+from lindung_registration.auth import ApiKey, KeyStore
+from lindung_registration.db import (
+    ImportJob,
+    PaymentRecord,
+    RejectedRequest,
+    TimelineEntry,
+    Worker,
+    WorkerStatus,
+)
+from lindung_registration.domain import normalise_nik
+from lindung_registration.handlers import Outcome, register
+from lindung_registration.imports import Importer, UploadTooLarge
+from lindung_registration.spreadsheet import (
+    FORMATS,
+    format_of,
+    rejected_csv_header,
+    rejected_csv_line,
+    template_csv,
+)
+from lindung_runtime import Service
+from lindung_runtime.logging import get_logger
+from lindung_runtime.privacy import mask_nik
+
+log = get_logger(__name__)
+
+ProgramId = Annotated[
+    str,
+    Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Programme id, e.g. sbd-2025q4"),
+]
+Text = Annotated[str, Field(max_length=1000)]
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every instant Lindung stores is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+Instant = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+# --- bodies and answers -------------------------------------------------------------------------
+
+
+class WorkerIn(BaseModel):
+    """One worker, as an upstream system or a form sends it. Values are judged by the same rules
+    as the Kafka intake: dates `YYYY-MM-DD` or `DD/MM/YYYY`, gender `L/P` or `M/F`, phone in any
+    Indonesian form (stored as E.164)."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        coerce_numbers_to_str=True,
+        json_schema_extra={
+            "example": {
+                "nik": "5318010101900001",
+                "full_name": "Yohanes Bili",
+                "birth_date": "01/01/1990",
+                "gender": "L",
+                "occupation": "Petani",
+                "village": "Kalena Wanno",
+                "district": "Kota Tambolaka",
+                "phone": "0812-3456-7890",
+            }
+        },
+    )
+
+    nik: Text
+    full_name: Text = ""
+    birth_date: Text = ""
+    gender: Text = ""
+    occupation: Text = ""
+    village: Text = ""
+    district: Text = ""
+    phone: Text | None = None
+
+
+class RegistrationAnswer(BaseModel):
+    worker_id: str
+    status: Literal["registered", "repeated"]
+
+
+class ErrorAnswer(BaseModel):
+    detail: str
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class ImportAccepted(BaseModel):
+    import_id: str
+    status: str
+    progress_url: str
+    errors_url: str
+
+
+class ImportRowReport(BaseModel):
+    row: int = Field(description="Row number as the spreadsheet shows it (header is row 1)")
+    status: Literal["registered", "repeated", "rejected"]
+    worker_id: str | None = None
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class ImportReport(BaseModel):
+    import_id: str
+    program_id: str
+    filename: str
+    status: Literal["queued", "running", "done", "failed"]
+    rows_done: int
+    registered: int
+    repeated: int
+    rejected: int
+    error: str | None
+    created_at: Instant
+    finished_at: Instant | None
+    rows_matching: int = Field(description="Rows of the report matching `status` (all if unset)")
+    offset: int
+    rows: list[ImportRowReport]
+
+
+class TimelineItem(BaseModel):
+    kind: str = Field(
+        description="registered, registration_rejected, eligibility_confirmed, "
+        "eligibility_rejected, invoiced, payment_received, coverage_activated, "
+        "coverage_expiring"
+    )
+    occurred_at: Instant
+    program_id: str | None = None
+    worker_id: str | None = None
+    event_id: str
+    trace_id: str | None = None
+    details: dict[str, Any]
+
+
+class WorkerRef(BaseModel):
+    worker_id: str
+    program_id: str
+    village: str
+    district: str
+
+
+class Timeline(BaseModel):
+    nik: str
+    workers: list[WorkerRef]
+    entries: list[TimelineItem]
+
+
+class FunnelCounts(BaseModel):
+    requests_rejected: int = 0
+    registered: int = 0
+    confirmed: int = 0
+    ineligible: int = 0
+    invoiced: int = 0
+    invoiced_idr: int = Field(default=0, description="Whole Rupiah")
+    activated: int = 0
+    expiry_alerted: int = 0
+
+
+class VillageSummary(FunnelCounts):
+    district: str
+    village: str
+
+
+class DistrictSummary(FunnelCounts):
+    district: str
+
+
+class ProgramSummary(BaseModel):
+    program_id: str
+    totals: FunnelCounts
+    ineligible_by_reason: dict[str, int]
+    by_district: list[DistrictSummary]
+    by_village: list[VillageSummary]
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorAnswer, "description": "No API key, or an unknown one"},
+    403: {"model": ErrorAnswer, "description": "The key's role does not allow this"},
+    422: {"model": ErrorAnswer, "description": "Per-field errors (Bahasa Indonesia / English)"},
+}
+
+
+# --- the API ------------------------------------------------------------------------------------
+
+
+def install_api(service: Service, keys: KeyStore, importer: Importer) -> None:
+    app = service.http
+    app.title = "Lindung registration API"
+    app.description = (
+        "Register pekerja rentan for a sponsored BPJS Ketenagakerjaan programme, one by one or "
+        "from a spreadsheet, and follow each worker's enrolment. Send `Authorization: Bearer "
+        "<API key>` (create one with `lindung apikey create`)."
+    )
+    app.state.api_keys = keys
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(_router(service, importer))
+
+
+async def _validation_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    errors = [
+        FieldError(
+            field=str(e["loc"][-1]) if e.get("loc") else "body",
+            code="invalid_value",
+            message=f"Isian tidak valid / Invalid value: {e.get('msg', '')}"[:300],
+        )
+        for e in error.errors()[:50]
+    ]
+    answer = ErrorAnswer(detail="Permintaan tidak valid / The request is not valid", errors=errors)
+    return JSONResponse(answer.model_dump(), status_code=422)
+
+
+_bearer = HTTPBearer(auto_error=False, description="API key (`lindung apikey create`)")
+
+
+def caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> ApiKey:
+    keys: KeyStore = request.app.state.api_keys
+    key = keys.find(credentials.credentials) if credentials else None
+    if key is None:
+        raise HTTPException(
+            401,
+            "Kunci API tidak ada atau tidak dikenal / Missing or unknown API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return key
+
+
+Caller = Annotated[ApiKey, Depends(caller)]
+
+
+def _router(service: Service, importer: Importer) -> APIRouter:
+    router = APIRouter(responses=ERRORS)
+
+    @router.post(
+        "/programs/{program_id}/workers",
+        status_code=201,
+        response_model=RegistrationAnswer,
+        tags=["registration"],
+        summary="Register one worker",
+        responses={200: {"model": RegistrationAnswer, "description": "Already registered"}},
+    )
+    async def register_worker(program_id: ProgramId, worker: WorkerIn, key: Caller) -> JSONResponse:
+        """201 with the new worker id; 200 with the existing one when the NIK is already
+        registered in this programme; 422 with every field error at once."""
+        if not key.covers(worker.village, worker.district):
+            raise HTTPException(
+                403,
+                "Kunci API desa hanya untuk warga desanya / A village key registers only its "
+                "own village's workers",
+            )
+        request = RegistrationRequested(program_id=program_id, **worker.model_dump())
+        outcome = await _register_one(service, request)
+        if outcome.status == "rejected":
+            answer = ErrorAnswer(
+                detail="Data peserta tidak valid / The worker's data is not valid",
+                errors=outcome.errors,
+            )
+            return JSONResponse(answer.model_dump(), status_code=422)
+        assert outcome.worker_id is not None
+        body = RegistrationAnswer(worker_id=outcome.worker_id, status=outcome.status)
+        return JSONResponse(
+            body.model_dump(), status_code=201 if outcome.status == "registered" else 200
+        )
+
+    @router.post(
+        "/programs/{program_id}/imports",
+        status_code=202,
+        response_model=ImportAccepted,
+        tags=["imports"],
+        summary="Import a CSV or XLSX spreadsheet of workers",
+        responses={
+            413: {"model": ErrorAnswer, "description": "File larger than IMPORT_MAX_BYTES"},
+            415: {"model": ErrorAnswer, "description": "Neither CSV nor XLSX"},
+        },
+    )
+    async def start_import(program_id: ProgramId, file: UploadFile, key: Caller) -> ImportAccepted:
+        """Accepted at once and registered in the background: follow `progress_url`. Columns
+        as in `GET /imports/template.csv` (Indonesian or English headers)."""
+        file_format = format_of(file.filename or "", file.content_type)
+        if file_format not in FORMATS:
+            raise HTTPException(
+                415, "Berkas harus CSV atau XLSX / The file must be CSV or XLSX (by its name)"
+            )
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while chunk := await file.read(1024 * 1024):
+                yield chunk
+
+        try:
+            job = await importer.accept(
+                chunks(),
+                program_id=program_id,
+                filename=file.filename or f"upload.{file_format}",
+                file_format=file_format,
+                key=key,
+            )
+        except UploadTooLarge:
+            raise HTTPException(413, "Berkas terlalu besar / The file is too large") from None
+        return ImportAccepted(
+            import_id=job.import_id,
+            status=job.status,
+            progress_url=f"/imports/{job.import_id}",
+            errors_url=f"/imports/{job.import_id}/errors.csv",
+        )
+
+    @router.get(
+        "/imports/template.csv",
+        response_class=PlainTextResponse,
+        tags=["imports"],
+        summary="The empty spreadsheet template",
+        responses={200: {"content": {"text/csv": {}}}},
+    )
+    async def import_template(key: Caller) -> PlainTextResponse:
+        return PlainTextResponse(
+            template_csv(),
+            media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="template-pendaftaran.csv"'},
+        )
+
+    async def visible_job(import_id: str, key: ApiKey) -> ImportJob:
+        job = await importer.job(import_id[:32])
+        if job is None:
+            raise HTTPException(404, "Impor tidak ditemukan / No such import")
+        if key.role != "operator" and job.submitted_by != key.name:
+            raise HTTPException(403, "Impor milik kunci lain / The import belongs to another key")
+        return job
+
+    @router.get(
+        "/imports/{import_id}",
+        response_model=ImportReport,
+        tags=["imports"],
+        summary="Progress and the per-row report of an import",
+        responses={404: {"model": ErrorAnswer}},
+    )
+    async def import_report(
+        import_id: str,
+        key: Caller,
+        status: Literal["registered", "repeated", "rejected"] | None = None,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+        limit: Annotated[int, Query(ge=0, le=1000)] = 100,
+    ) -> ImportReport:
+        job = await visible_job(import_id, key)
+        matching, rows = await importer.rows(
+            job.import_id, status=status, offset=offset, limit=limit
+        )
+        return ImportReport(
+            import_id=job.import_id,
+            program_id=job.program_id,
+            filename=job.filename,
+            status=job.status,  # type: ignore[arg-type]
+            rows_done=job.rows_done,
+            registered=job.registered,
+            repeated=job.repeated,
+            rejected=job.rejected,
+            error=job.error,
+            created_at=job.created_at,
+            finished_at=job.finished_at,
+            rows_matching=matching,
+            offset=offset,
+            rows=[
+                ImportRowReport(
+                    row=r.row_number,
+                    status=r.status,  # type: ignore[arg-type]
+                    worker_id=r.worker_id,
+                    errors=[FieldError(**e) for e in json.loads(r.errors or "[]")],
+                )
+                for r in rows
+            ],
+        )
+
+    @router.get(
+        "/imports/{import_id}/errors.csv",
+        tags=["imports"],
+        summary="The rejected rows, with the reason beside each, ready to fix and upload again",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/csv": {}}}, 404: {"model": ErrorAnswer}},
+    )
+    async def import_errors(import_id: str, key: Caller) -> StreamingResponse:
+        job = await visible_job(import_id, key)
+
+        async def body() -> AsyncIterator[str]:
+            yield rejected_csv_header()
+            async for number, values, reason in importer.rejected_rows(job.import_id):
+                yield rejected_csv_line(number, values, reason)
+
+        return StreamingResponse(
+            body(),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="ditolak-{job.import_id}.csv"'},
+        )
+
+    @router.get(
+        "/workers/{nik}",
+        response_model=Timeline,
+        tags=["workers"],
+        summary="A worker's enrolment timeline across all services",
+        responses={404: {"model": ErrorAnswer}},
+    )
+    async def worker_timeline(
+        nik: Annotated[str, Path(max_length=64)], key: Caller
+    ) -> Timeline | JSONResponse:
+        """Registered, eligibility decision and reasons, invoice line, payment, activation and
+        expiry alerts, each with the id of the event it comes from and its trace id."""
+        normal = normalise_nik(nik)
+        if isinstance(normal, FieldError):
+            return JSONResponse(
+                ErrorAnswer(detail=normal.message, errors=[normal]).model_dump(), status_code=422
+            )
+        return await _timeline(service, normal, key)
+
+    @router.get(
+        "/programs/{program_id}/summary",
+        response_model=ProgramSummary,
+        tags=["programmes"],
+        summary="The programme's funnel, in total and per kecamatan and desa",
+    )
+    async def program_summary(program_id: ProgramId, key: Caller) -> ProgramSummary:
+        """A village key sees its own desa only."""
+        return await _summary(service, program_id, key)
+
+    return router
+
+
+async def _register_one(service: Service, request: RegistrationRequested) -> Outcome:
+    with service.tracer.start_as_current_span(
+        "POST /programs/{program_id}/workers",
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": "POST", "lindung.program.id": request.program_id},
+    ):
+        for attempt in range(3):
+            try:
+                async with service.unit_of_work() as uow:
+                    outcome = await register(request, uow, None)
+                    await uow.session.commit()
+                break
+            except sa_exc.IntegrityError:
+                # The same worker registered by another intake at this very moment: ask again,
+                # and the answer is "repeated".
+                if attempt == 2:
+                    raise
+    if outcome.status != "repeated":
+        service.outbox.wake()
+    return outcome
+
+
+async def _timeline(service: Service, nik: str, key: ApiKey) -> Timeline:
+    async with service.database.read_session() as session:
+        workers = (await session.exec(select(Worker).where(Worker.nik == nik))).all()
+        entries = list(
+            (
+                await session.exec(
+                    select(TimelineEntry)
+                    .where(TimelineEntry.nik == nik)
+                    .order_by(col(TimelineEntry.occurred_at))
+                )
+            ).all()
+        )
+        invoices = {e.invoice_id for e in entries if e.invoice_id}
+        payments = (
+            (
+                await session.exec(
+                    select(PaymentRecord).where(col(PaymentRecord.invoice_id).in_(invoices))
+                )
+            ).all()
+            if invoices
+            else []
+        )
+    visible = [w for w in workers if key.covers(w.village, w.district)]
+    if not workers and not entries:
+        raise HTTPException(404, "NIK tidak ditemukan / No worker with this NIK")
+    if not visible and key.role != "operator":
+        raise HTTPException(403, "Peserta bukan warga desa ini / Not a worker of this village")
+    allowed = {w.worker_id for w in visible}
+    items = [
+        TimelineItem(
+            kind=e.kind,
+            occurred_at=e.occurred_at,
+            program_id=e.program_id,
+            worker_id=e.worker_id,
+            event_id=e.event_id,
+            trace_id=e.trace_id,
+            details=json.loads(e.details),
+        )
+        for e in entries
+        if key.role == "operator" or e.worker_id in allowed
+    ]
+    items += [
+        TimelineItem(
+            kind="payment_received",
+            occurred_at=p.paid_at,
+            event_id=p.event_id,
+            trace_id=p.trace_id,
+            details={
+                "invoice_id": p.invoice_id,
+                "amount_idr": p.amount_idr,
+                "reference": p.reference,
+            },
+        )
+        for p in payments
+    ]
+    items.sort(key=lambda i: i.occurred_at)  # all UTC-aware after validation
+    log.info("timeline_read", nik=mask_nik(nik), entries=len(items), key=key.name)
+    return Timeline(
+        nik=nik,
+        workers=[
+            WorkerRef(
+                worker_id=w.worker_id,
+                program_id=w.program_id,
+                village=w.village,
+                district=w.district,
+            )
+            for w in visible
+        ],
+        entries=items,
+    )
+
+
+async def _summary(service: Service, program_id: str, key: ApiKey) -> ProgramSummary:
+    s = WorkerStatus
+    counts = (
+        func.sum(case((col(s.registered), 1), else_=0)),
+        func.sum(case((col(s.eligibility) == "confirmed", 1), else_=0)),
+        func.sum(case((col(s.eligibility) == "rejected", 1), else_=0)),
+        func.sum(case((col(s.invoice_id).is_not(None), 1), else_=0)),
+        func.sum(s.invoiced_idr),
+        func.sum(case((col(s.activated), 1), else_=0)),
+        func.sum(case((col(s.expiry_alerts) > 0, 1), else_=0)),
+    )
+    async with service.database.read_session() as session:
+        funnel_rows = (
+            await session.exec(
+                select(s.district, s.village, *counts)  # type: ignore[call-overload]
+                .where(s.program_id == program_id)
+                .group_by(s.district, s.village)
+            )
+        ).all()
+        rejected_rows = (
+            await session.exec(
+                select(  # type: ignore[call-overload]
+                    RejectedRequest.district, RejectedRequest.village, func.count()
+                )
+                .where(RejectedRequest.program_id == program_id)
+                .group_by(RejectedRequest.district, RejectedRequest.village)
+            )
+        ).all()
+        reason_rows = (
+            await session.exec(
+                select(s.district, s.village, s.ineligible_reasons, func.count())  # type: ignore[call-overload]
+                .where(s.program_id == program_id, s.eligibility == "rejected")
+                .group_by(s.district, s.village, s.ineligible_reasons)
+            )
+        ).all()
+
+    places: dict[tuple[str, str], VillageSummary] = {}
+
+    def at(district: str, village: str) -> VillageSummary | None:
+        if not key.covers(village, district):
+            return None
+        if (district, village) not in places:
+            places[(district, village)] = VillageSummary(district=district, village=village)
+        return places[(district, village)]
+
+    for district, village, *values in funnel_rows:
+        if (summary := at(district, village)) is not None:
+            (
+                summary.registered,
+                summary.confirmed,
+                summary.ineligible,
+                summary.invoiced,
+                summary.invoiced_idr,
+                summary.activated,
+                summary.expiry_alerted,
+            ) = (int(v or 0) for v in values)
+    for district, village, count in rejected_rows:
+        if (summary := at(district, village)) is not None:
+            summary.requests_rejected = int(count)
+    reasons: Counter[str] = Counter()
+    for district, village, codes, count in reason_rows:
+        if key.covers(village, district):
+            for code in filter(None, (codes or "").split(",")):
+                reasons[code] += int(count)
+
+    fields = list(FunnelCounts.model_fields)
+    totals = FunnelCounts(**{f: sum(getattr(v, f) for v in places.values()) for f in fields})
+    districts: dict[str, DistrictSummary] = {}
+    for (district, _), village_summary in sorted(places.items()):
+        total = districts.setdefault(district, DistrictSummary(district=district))
+        for f in fields:
+            setattr(total, f, getattr(total, f) + getattr(village_summary, f))
+    return ProgramSummary(
+        program_id=program_id,
+        totals=totals,
+        ineligible_by_reason=dict(sorted(reasons.items())),
+        by_district=list(districts.values()),
+        by_village=[places[k] for k in sorted(places)],
+    )

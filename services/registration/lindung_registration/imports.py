@@ -1,0 +1,303 @@
+"""Spreadsheet imports: an upload is written to disk as it arrives, then registered in the
+background, a chunk of rows per transaction, through the same `register` use case as every
+other intake.
+
+Progress is committed with each chunk, so a restarted service resumes an import where it stopped
+(registration is idempotent, so a chunk replayed after a crash changes nothing). Memory stays flat
+whatever the file size: the file is streamed in and read row by row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.trace import SpanKind
+from sqlalchemy import exc as sa_exc
+from sqlmodel import col, func, select
+
+from lindung_contracts import FieldError, RegistrationRequested
+from lindung_registration.auth import ApiKey
+from lindung_registration.db import ImportJob, ImportRow
+from lindung_registration.handlers import preload_workers, register
+from lindung_registration.spreadsheet import SpreadsheetError, read_rows
+from lindung_runtime.logging import get_logger
+
+if TYPE_CHECKING:
+    from lindung_registration.settings import RegistrationSettings
+    from lindung_runtime import Service
+
+log = get_logger(__name__)
+
+OUTSIDE_SCOPE = FieldError(
+    field="village",
+    code="village_not_allowed",
+    message=(
+        "Kunci API desa hanya boleh mendaftarkan warga desanya sendiri / "
+        "A village API key may register only workers of its own village"
+    ),
+)
+
+
+class UploadTooLarge(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Counts:
+    registered: int = 0
+    repeated: int = 0
+    rejected: int = 0
+
+
+class Importer:
+    def __init__(self, service: Service, settings: RegistrationSettings) -> None:
+        self.service = service
+        self.settings = settings
+        self.directory = settings.import_path
+        self._wake = asyncio.Event()
+
+    def path_of(self, job: ImportJob) -> Path:
+        return self.directory / f"{job.import_id}.{job.file_format}"
+
+    async def accept(
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        program_id: str,
+        filename: str,
+        file_format: str,
+        key: ApiKey,
+    ) -> ImportJob:
+        """Write the upload to disk chunk by chunk, then queue it."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        import_id = uuid.uuid4().hex
+        path = self.directory / f"{import_id}.{file_format}"
+        size = 0
+        try:
+            with path.open("wb") as out:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > self.settings.import_max_bytes:
+                        raise UploadTooLarge
+                    await asyncio.to_thread(out.write, chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        job = ImportJob(
+            import_id=import_id,
+            program_id=program_id,
+            filename=filename[:255],
+            file_format=file_format,
+            submitted_by=key.name,
+            village_scope=key.village if key.role == "village" else None,
+            district_scope=key.district if key.role == "village" else None,
+            created_at=self.service.clock.now(),
+        )
+        async with self.service.database.session() as session:
+            session.add(job)
+            await session.commit()
+        log.info("import_queued", import_id=import_id, program_id=program_id, bytes=size)
+        self._wake.set()
+        return job
+
+    async def run(self) -> None:
+        """Background loop: take the oldest unfinished import, process it, repeat."""
+        while True:
+            job = await self._next_job()
+            if job is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=2.0)
+                continue
+            await self.process(job)
+
+    async def _next_job(self) -> ImportJob | None:
+        async with self.service.database.read_session() as session:
+            return (
+                await session.exec(
+                    select(ImportJob)
+                    .where(col(ImportJob.status).in_(["queued", "running"]))
+                    .order_by(col(ImportJob.created_at))
+                    .limit(1)
+                )
+            ).first()
+
+    async def process(self, job: ImportJob) -> None:
+        log.info("import_started", import_id=job.import_id, resume_after_rows=job.rows_done)
+        try:
+            rows = read_rows(self.path_of(job), job.file_format)
+            for _ in range(job.rows_done):  # resume: these rows are already committed
+                next(rows)
+            while chunk := await asyncio.to_thread(_take, rows, self.settings.import_chunk_rows):
+                await self._commit_chunk(job, chunk)
+                self.service.outbox.wake()
+        except (SpreadsheetError, FileNotFoundError, StopIteration) as error:
+            await self._finish(job, "failed", str(error) or type(error).__name__)
+            return
+        except (sa_exc.OperationalError, sa_exc.InterfaceError, OSError):
+            raise  # the database or disk is away: the loop retries the import from its progress
+        except Exception as error:
+            log.exception("import_failed", import_id=job.import_id)
+            await self._finish(job, "failed", f"internal error: {type(error).__name__}")
+            return
+        await self._finish(job, "done")
+
+    async def _commit_chunk(self, job: ImportJob, chunk: list[tuple[int, dict[str, str]]]) -> None:
+        for attempt in range(1, 6):
+            try:
+                await self._apply_chunk(job, chunk)
+                return
+            except (sa_exc.IntegrityError, sa_exc.OperationalError) as error:
+                # Another intake registered one of these workers at the same moment (PostgreSQL),
+                # or the database is busy: the chunk rolled back whole; do it again.
+                log.warning("import_chunk_retry", import_id=job.import_id, error=repr(error)[:300])
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+        await self._apply_chunk(job, chunk)
+
+    async def _apply_chunk(self, job: ImportJob, chunk: list[tuple[int, dict[str, str]]]) -> None:
+        tracer = self.service.tracer
+        async with self.service.unit_of_work() as uow:
+            requests = [(number, self._request(job, values)) for number, values in chunk]
+            await preload_workers([r for _, r in requests], uow)
+            counts = {"registered": 0, "repeated": 0, "rejected": 0}
+            for (number, request), (_, values) in zip(requests, chunk, strict=True):
+                if not self._in_scope(job, request):
+                    outcome_status, worker_id, errors = "rejected", None, [OUTSIDE_SCOPE]
+                else:
+                    with tracer.start_as_current_span(
+                        "registration import row",
+                        kind=SpanKind.INTERNAL,
+                        attributes={
+                            "lindung.import.id": job.import_id,
+                            "lindung.import.row": number,
+                        },
+                    ):
+                        outcome = await register(request, uow, f"import:{job.import_id}:{number}")
+                    outcome_status, worker_id, errors = (
+                        outcome.status,
+                        outcome.worker_id,
+                        outcome.errors,
+                    )
+                counts[outcome_status] += 1
+                uow.add(
+                    ImportRow(
+                        import_id=job.import_id,
+                        row_number=number,
+                        status=outcome_status,
+                        worker_id=worker_id,
+                        errors=json.dumps([e.model_dump() for e in errors]) if errors else None,
+                        values=json.dumps(values, ensure_ascii=False) if errors else None,
+                    )
+                )
+            stored = await uow.session.get(ImportJob, job.import_id, populate_existing=True)
+            assert stored is not None
+            stored.status = "running"
+            stored.rows_done += len(chunk)
+            stored.registered += counts["registered"]
+            stored.repeated += counts["repeated"]
+            stored.rejected += counts["rejected"]
+            uow.session.add(stored)
+            await uow.session.commit()
+        job.rows_done = stored.rows_done
+
+    def _request(self, job: ImportJob, values: dict[str, str]) -> RegistrationRequested:
+        return RegistrationRequested(
+            program_id=job.program_id,
+            nik=values.get("nik", ""),
+            full_name=values.get("full_name", ""),
+            birth_date=values.get("birth_date", ""),
+            gender=values.get("gender", ""),
+            occupation=values.get("occupation", ""),
+            village=values.get("village", ""),
+            district=values.get("district", ""),
+            phone=values.get("phone") or None,
+        )
+
+    @staticmethod
+    def _in_scope(job: ImportJob, request: RegistrationRequested) -> bool:
+        if job.village_scope is None:
+            return True
+        scope = ApiKey(
+            name=job.submitted_by,
+            role="village",
+            sha256="",
+            village=job.village_scope,
+            district=job.district_scope,
+        )
+        return scope.covers(request.village, request.district)
+
+    async def _finish(self, job: ImportJob, status: str, error: str | None = None) -> None:
+        async with self.service.database.session() as session:
+            stored = await session.get(ImportJob, job.import_id)
+            assert stored is not None
+            stored.status = status
+            stored.error = error
+            stored.finished_at = self.service.clock.now()
+            session.add(stored)
+            await session.commit()
+        self.path_of(job).unlink(missing_ok=True)  # the report keeps what staff need
+        log.info("import_finished", import_id=job.import_id, status=status, error=error)
+
+    async def job(self, import_id: str) -> ImportJob | None:
+        async with self.service.database.read_session() as session:
+            return await session.get(ImportJob, import_id)
+
+    async def rows(
+        self, import_id: str, *, status: str | None, offset: int, limit: int
+    ) -> tuple[int, list[ImportRow]]:
+        async with self.service.database.read_session() as session:
+            query = select(ImportRow).where(ImportRow.import_id == import_id)
+            counted = (
+                select(func.count()).select_from(ImportRow).where(ImportRow.import_id == import_id)
+            )
+            if status:
+                query = query.where(ImportRow.status == status)
+                counted = counted.where(ImportRow.status == status)
+            total = (await session.exec(counted)).one()
+            rows = (
+                await session.exec(
+                    query.order_by(col(ImportRow.row_number)).offset(offset).limit(limit)
+                )
+            ).all()
+        return int(total), list(rows)
+
+    async def rejected_rows(self, import_id: str) -> AsyncIterator[tuple[int, dict[str, str], str]]:
+        """Rejected rows, in pages (never the whole report in memory)."""
+        after = 0
+        while True:
+            async with self.service.database.read_session() as session:
+                page = (
+                    await session.exec(
+                        select(ImportRow)
+                        .where(
+                            ImportRow.import_id == import_id,
+                            ImportRow.status == "rejected",
+                            col(ImportRow.row_number) > after,
+                        )
+                        .order_by(col(ImportRow.row_number))
+                        .limit(1000)
+                    )
+                ).all()
+            if not page:
+                return
+            for row in page:
+                errors: list[dict[str, Any]] = json.loads(row.errors or "[]")
+                reason = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+                yield row.row_number, json.loads(row.values or "{}"), reason
+            after = page[-1].row_number
+
+
+def _take(rows: Iterator[tuple[int, dict[str, str]]], n: int) -> list[tuple[int, dict[str, str]]]:
+    chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= n:
+            break
+    return chunk
