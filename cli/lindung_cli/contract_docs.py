@@ -1,7 +1,9 @@
 """The checked-in contract documents, generated from the code: the code is the contract.
 
 - `contracts/schemas/<Event>.json`: JSON Schema of every event body;
-- `contracts/asyncapi/<service>.yaml`: AsyncAPI 3 of each service, from its FastStream app.
+- `contracts/asyncapi/<service>.yaml`: AsyncAPI 3 of each service, from its FastStream app;
+- `contracts/openapi/registration.json`: OpenAPI of the registration HTTP API (also served at
+  `/openapi.json`).
 A unit test regenerates them and fails when the checked-in copies are stale.
 """
 
@@ -18,6 +20,7 @@ from lindung_contracts import ALL_EVENTS
 from lindung_runtime.settings import LindungSettings
 
 SERVICES = ("registration", "eligibility", "billing", "notification")
+HTTP_APIS = ("registration",)  # the others serve only /healthz and /readyz
 
 
 def render_contract_docs() -> dict[str, str]:
@@ -41,6 +44,10 @@ def render_contract_docs() -> dict[str, str]:
             docs[f"asyncapi/{name}.yaml"] = yaml.safe_dump(
                 document, sort_keys=True, allow_unicode=True
             )
+            if name in HTTP_APIS:
+                docs[f"openapi/{name}.json"] = (
+                    json.dumps(service.http.openapi(), indent=2, sort_keys=True) + "\n"
+                )
     return docs
 
 

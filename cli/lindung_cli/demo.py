@@ -9,15 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lindung_cli.founding_case import MALFORMED_MESSAGES, Expected, founding_program, generate_rows
 from lindung_cli.funnel import Funnel, FunnelWatcher, dead_letter_counts, funnel_table
-from lindung_cli.intake import read_requests, write_requests
+from lindung_cli.intake import ApiError, ImportClient
 from lindung_cli.stack import Stack, StackSettings
 from lindung_contracts import DayStarted, PaymentReceived, RegistrationRequested, topics
+from lindung_registration.auth import create_key
+from lindung_registration.spreadsheet import write_template_csv
 from lindung_runtime.kafka import EventClient
 
 
@@ -25,6 +28,7 @@ from lindung_runtime.kafka import EventClient
 class DemoResult:
     funnel: Funnel
     expected: Expected
+    import_report: dict[str, Any]
     dead_letters: int
     maildir: Path | None
     mails: int
@@ -69,29 +73,11 @@ async def wait_for(
     )
 
 
-async def run_founding_case(
-    client: EventClient, work_dir: Path, console: Console | None = None, timeout: float = 90.0
-) -> tuple[Funnel, Expected]:
-    """Apply the programme, register, pay, let the days pass: the whole lifecycle once."""
-    async with FunnelWatcher(client.bootstrap_servers) as watcher:
-        return await _founding_case(client, watcher, work_dir, console, timeout)
-
-
-async def _founding_case(
-    client: EventClient,
-    watcher: FunnelWatcher,
-    work_dir: Path,
-    console: Console | None,
-    timeout: float,
-) -> tuple[Funnel, Expected]:
-    program = founding_program()
-    await client.publish(program)
-    await client.publish(DayStarted(date=program.coverage_start))
-
-    rows, expected = generate_rows(program)
-    csv_path = work_dir / "pekerja-rentan-sumba-barat-daya.csv"
-    write_requests(csv_path, rows)
-    requests = list(read_requests(csv_path, program.program_id))
+async def import_with_progress(
+    client: ImportClient, path: Path, program_id: str, console: Console | None
+) -> dict[str, Any]:
+    """Upload a spreadsheet to the registration API and follow its import to the end."""
+    import_id = await client.upload(path, program_id)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -101,17 +87,70 @@ async def _founding_case(
         disable=console is None,
         transient=True,
     ) as progress:
-        half = len(requests) // 2
-        await publish_requests(client, requests[:half], progress)
-        for body in MALFORMED_MESSAGES:  # upstream mistakes among good messages
-            await client.publish_raw(
-                topics.REGISTRATION_REQUESTED,
-                body,
-                key=None,
-                headers={"content-type": "application/json"},
-            )
-        await publish_requests(client, requests[half:], progress)
+        task = progress.add_task("Impor / importing " + path.name, total=None)
+
+        def show(report: dict[str, Any]) -> None:
+            progress.update(task, total=report["rows_total"], completed=report["rows_done"])
+
+        return await client.wait(import_id, show)
+
+
+def print_import_report(report: dict[str, Any], console: Console) -> None:
+    console.print(
+        f"Impor / import {report['import_id']} ({report['filename']}): {report['status']} — "
+        f"{report['rows_done']:,} rows: {report['registered']:,} registered, "
+        f"{report['repeated']:,} already registered, {report['rejected']:,} rejected"
+        + (f" — {report['error']}" if report.get("error") else "")
+    )
+
+
+async def wait_for_api(client: ImportClient, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await client.available():
+        if time.monotonic() > deadline:
+            raise ApiError(f"the registration API at {client.base_url} did not come up")
+        await asyncio.sleep(0.2)
+
+
+async def run_founding_case(
+    client: EventClient,
+    api: ImportClient,
+    work_dir: Path,
+    console: Console | None = None,
+    timeout: float = 90.0,
+) -> tuple[Funnel, Expected, dict[str, Any]]:
+    """Apply the programme, import the spreadsheet, pay, let the days pass: the whole lifecycle."""
+    async with FunnelWatcher(client.bootstrap_servers) as watcher:
+        return await _founding_case(client, api, watcher, work_dir, console, timeout)
+
+
+async def _founding_case(
+    client: EventClient,
+    api: ImportClient,
+    watcher: FunnelWatcher,
+    work_dir: Path,
+    console: Console | None,
+    timeout: float,
+) -> tuple[Funnel, Expected, dict[str, Any]]:
+    program = founding_program()
+    await client.publish(program)
+    await client.publish(DayStarted(date=program.coverage_start))
+
+    rows, expected = generate_rows(program)
+    csv_path = work_dir / "pekerja-rentan-sumba-barat-daya.csv"
+    write_template_csv(csv_path, rows)
+    for body in MALFORMED_MESSAGES:  # upstream systems' mistakes, straight onto Kafka
+        await client.publish_raw(
+            topics.REGISTRATION_REQUESTED,
+            body,
+            key=None,
+            headers={"content-type": "application/json"},
+        )
     expected.malformed = len(MALFORMED_MESSAGES)
+    await wait_for_api(api)
+    report = await import_with_progress(api, csv_path, program.program_id, console)
+    if report["status"] != "done":
+        raise ApiError(f"import {report['import_id']} {report['status']}: {report.get('error')}")
 
     def invoiced(f: Funnel) -> bool:
         decided = len(f.confirmed) + len(f.eligibility_rejected)
@@ -150,7 +189,7 @@ async def _founding_case(
     funnel = await wait_for(
         watcher, program.program_id, lambda f: len(f.digests) >= windows, "expiry digests", timeout
     )
-    return funnel, expected
+    return funnel, expected, report
 
 
 async def run_demo(settings: StackSettings, console: Console) -> DemoResult:
@@ -158,16 +197,23 @@ async def run_demo(settings: StackSettings, console: Console) -> DemoResult:
     work_dir = settings.data_dir.resolve() / "demo"
     shutil.rmtree(work_dir, ignore_errors=True)  # each demo starts from nothing
     work_dir.mkdir(parents=True)
-    stack_settings = settings.model_copy(update={"data_dir": work_dir})
+    # The registration API on a free port, with an operator key made for this run.
+    api_key = create_key(work_dir / "api-keys.yaml", "demo-operator", "operator")
+    stack_settings = settings.model_copy(update={"data_dir": work_dir, "registration_http_port": 0})
     console.print(f"[bold]Lindung demo[/] — data, logs and mail under {work_dir}")
     async with Stack(stack_settings) as stack:
-        console.print(f"Broker {stack.bootstrap_servers}, SMTP {stack.smtp_host}:{stack.smtp_port}")
+        console.print(
+            f"Broker {stack.bootstrap_servers}, SMTP {stack.smtp_host}:{stack.smtp_port}, "
+            f"API {stack.registration_url}"
+        )
+        assert stack.registration_url is not None
+        api = ImportClient(stack.registration_url, api_key)
         async with EventClient(stack.bootstrap_servers) as client:
-            funnel, expected = await run_founding_case(client, work_dir, console)
+            funnel, expected, report = await run_founding_case(client, api, work_dir, console)
             dead = sum((await dead_letter_counts(client)).values())
         maildir = stack.maildir
         mails = len(stack.smtp.messages()) if stack.smtp else 0
-    return DemoResult(funnel, expected, dead, maildir, mails, time.monotonic() - started)
+    return DemoResult(funnel, expected, report, dead, maildir, mails, time.monotonic() - started)
 
 
 def print_summary(result: DemoResult, console: Console) -> None:
@@ -175,9 +221,10 @@ def print_summary(result: DemoResult, console: Console) -> None:
         result.funnel, "Ringkasan / Summary — Kab. Sumba Barat Daya, 1 Okt – 31 Des 2025"
     )
     console.print(
-        f"Permintaan pendaftaran / requests sent: {result.expected.requests:,} "
-        f"(+ {result.expected.malformed} messages that are not JSON)"
+        f"Spreadsheet rows imported over HTTP: {result.expected.requests:,} "
+        f"(+ {result.expected.malformed} messages that are not JSON, sent straight to Kafka)"
     )
+    print_import_report(result.import_report, console)
     console.print(table)
     console.print(f"Dead letters: {result.dead_letters} (registration.requested.dlq)")
     if result.maildir is not None:

@@ -90,6 +90,7 @@ class Expected:
 
     requests: int = 0
     registered: int = 0
+    repeated: int = 0
     registration_rejected: int = 0
     confirmed: int = 0
     eligibility_rejected: int = 0
@@ -184,6 +185,7 @@ def generate_rows(
     expected.requests = len(everything)
     expected.registered = len(rows) + len(over_quota) + len(ineligible)
     expected.registration_rejected = len(bad)
+    expected.repeated = len(repeats)
     expected.confirmed = program.quota
     expected.quota_exhausted = len(over_quota)
     expected.eligibility_rejected = len(ineligible) + len(over_quota)

@@ -16,9 +16,15 @@ import yaml
 from rich.console import Console
 from rich.progress import Progress
 
-from lindung_cli.demo import print_summary, publish_requests, run_demo
+from lindung_cli.demo import (
+    import_with_progress,
+    print_import_report,
+    print_summary,
+    publish_requests,
+    run_demo,
+)
 from lindung_cli.funnel import dead_letter_counts, funnel_table, read_funnels, rupiah
-from lindung_cli.intake import read_requests
+from lindung_cli.intake import ApiError, ImportClient, read_requests, resolve_api_url
 from lindung_cli.stack import Stack, StackSettings, resolve_bootstrap
 from lindung_contracts import DayStarted, Event, PaymentReceived, ProgramPublished
 from lindung_runtime.kafka import EventClient
@@ -34,6 +40,11 @@ contracts_app = typer.Typer(
     help="The contract documents generated from the code.", no_args_is_help=True
 )
 app.add_typer(contracts_app, name="contracts")
+apikey_app = typer.Typer(
+    help="API keys of the registration API (stored hashed; rotate by creating again).",
+    no_args_is_help=True,
+)
+app.add_typer(apikey_app, name="apikey")
 console = Console()
 
 
@@ -113,14 +124,56 @@ def program_apply(file: Path) -> None:
     )
 
 
+class Route(StrEnum):
+    auto = "auto"
+    http = "http"
+    kafka = "kafka"
+
+
 @app.command()
 def register(
     file: Path,
     program: Annotated[
-        str | None, typer.Option(help="Programme id, when the file has no column")
+        str | None, typer.Option(help="Programme id (else the file's program column; Kafka only)")
+    ] = None,
+    via: Annotated[
+        Route, typer.Option(help="auto: the HTTP import when the API answers, else Kafka")
+    ] = Route.auto,
+    api_url: Annotated[
+        str | None, typer.Option(envvar="LINDUNG_API_URL", help="Registration API base URL")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="LINDUNG_API_KEY", help="API key (lindung apikey create)")
     ] = None,
 ) -> None:
-    """Send every row of a CSV file as a registration request (Indonesian or English headers)."""
+    """Register every row of a CSV or XLSX file (Indonesian or English headers).
+
+    Through the registration API's import when it is up: a progress bar, the import report and
+    the rejected rows saved next to FILE as `<name>.ditolak.csv`, ready to fix and send again.
+    """
+    settings = LindungSettings()
+    client = ImportClient(resolve_api_url(settings, api_url), api_key)
+    use_http = via == Route.http or (via == Route.auto and asyncio.run(client.available()))
+    if not use_http:
+        _register_over_kafka(file, program)
+        return
+    if not program:
+        raise typer.BadParameter("the HTTP import needs --program", param_hint="--program")
+    try:
+        report = asyncio.run(import_with_progress(client, file, program, console))
+    except ApiError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    print_import_report(report, console)
+    if report["rejected"]:
+        rejected = file.with_name(f"{file.stem}.ditolak.csv")
+        asyncio.run(client.errors_csv(report["import_id"], rejected))
+        console.print(f"Baris ditolak / rejected rows: {rejected} — fix them and register it again")
+    if report["status"] != "done":
+        raise typer.Exit(1)
+
+
+def _register_over_kafka(file: Path, program: str | None) -> None:
     requests = list(read_requests(file, program))
 
     async def run() -> None:
@@ -129,7 +182,10 @@ def register(
                 await publish_requests(client, requests, progress)
 
     asyncio.run(run())
-    console.print(f"{len(requests):,} requests sent; `lindung status` shows the outcome.")
+    console.print(
+        f"{len(requests):,} requests sent over Kafka (the API was not up); "
+        "`lindung status` shows the outcome."
+    )
 
 
 @app.command()
@@ -192,3 +248,62 @@ def contracts_export(
         raise typer.Exit(1 if stale else 0)
     for path in write_contract_docs(directory):
         console.print(f"wrote {directory / path}")
+
+
+def _keys_file(file: Path | None) -> Path:
+    from lindung_registration.settings import RegistrationSettings
+
+    return file or RegistrationSettings().api_keys_path
+
+
+KeysFile = Annotated[
+    Path | None,
+    typer.Option("--file", envvar="API_KEYS_FILE", help="Default: <data dir>/api-keys.yaml"),
+]
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: str,
+    role: Annotated[str, typer.Option(help="operator or village")] = "operator",
+    village: Annotated[str | None, typer.Option(help="The desa a village key serves")] = None,
+    district: Annotated[str | None, typer.Option(help="Its kecamatan (optional)")] = None,
+    file: KeysFile = None,
+) -> None:
+    """Create (or rotate) a key and print it once: only its SHA-256 hash is stored."""
+    from lindung_registration.auth import ROLES, create_key
+
+    if role not in ROLES:
+        raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}", param_hint="--role")
+    path = _keys_file(file)
+    try:
+        key = create_key(path, name, role, village=village, district=district)  # type: ignore[arg-type]
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    console.print(
+        f"Key [bold]{name}[/] ({role}) stored hashed in {path}. Copy it now; it is not shown again:"
+    )
+    print(key)
+
+
+@apikey_app.command("list")
+def apikey_list(file: KeysFile = None) -> None:
+    """The keys by name and role (never the keys themselves)."""
+    from lindung_registration.auth import read_keys
+
+    for key in read_keys(_keys_file(file)):
+        scope = (
+            f" {key.village}" + (f", {key.district}" if key.district else "") if key.village else ""
+        )
+        console.print(f"{key.name}\t{key.role}{scope}\tcreated {key.created_at}")
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(name: str, file: KeysFile = None) -> None:
+    """Remove a key; the service stops accepting it within seconds (no restart)."""
+    from lindung_registration.auth import revoke_key
+
+    if not revoke_key(_keys_file(file), name):
+        console.print(f"No key named {name}")
+        raise typer.Exit(1)
+    console.print(f"Key {name} revoked")

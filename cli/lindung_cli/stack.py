@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from lindung_runtime.embedded import EmbeddedKafka, SmtpSink, wait_for_kafka
+from pydantic import Field
+
+from lindung_runtime.embedded import EmbeddedKafka, SmtpSink, free_port, wait_for_kafka
 from lindung_runtime.kafka import all_topics, ensure_topics
 from lindung_runtime.logging import get_logger
 from lindung_runtime.settings import LindungSettings
@@ -32,12 +34,16 @@ STACK_FILE = "stack.json"
 class StackSettings(LindungSettings):
     smtp_host: str | None = None
     smtp_port: int | None = None
+    registration_http_port: int = Field(
+        default=8080, ge=0, le=65535, description="The registration API; 0 picks a free port"
+    )
 
 
 @dataclass
 class Child:
     name: str
     log_path: Path
+    http_port: int = 0
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     log_handle: IO[bytes] | None = field(default=None, repr=False)
@@ -53,9 +59,22 @@ class Stack:
         self.bootstrap_servers = settings.kafka_bootstrap_servers or ""
         self.smtp_host = settings.smtp_host or ""
         self.smtp_port = settings.smtp_port or 25
-        self.children = [Child(name, self.logs / f"{name}.log") for name in services]
+        self.children = [
+            Child(name, self.logs / f"{name}.log", self._http_port_for(name)) for name in services
+        ]
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
+
+    def _http_port_for(self, name: str) -> int:
+        """Registration's API on a known port; the others' health endpoints on free ones."""
+        if name == "registration" and self.settings.registration_http_port:
+            return self.settings.registration_http_port
+        return free_port()
+
+    @property
+    def registration_url(self) -> str | None:
+        ports = {c.name: c.http_port for c in self.children}
+        return f"http://127.0.0.1:{ports['registration']}" if "registration" in ports else None
 
     @property
     def maildir(self) -> Path | None:
@@ -89,12 +108,19 @@ class Stack:
         for child in self.children:
             self._spawn(child)
         (self.data_dir / STACK_FILE).write_text(
-            json.dumps({"kafka_bootstrap_servers": self.bootstrap_servers, "pid": os.getpid()})
+            json.dumps(
+                {
+                    "kafka_bootstrap_servers": self.bootstrap_servers,
+                    "registration_url": self.registration_url,
+                    "pid": os.getpid(),
+                }
+            )
         )
         self._watch = asyncio.create_task(self._supervise())
 
-    def _child_env(self) -> dict[str, str]:
+    def _child_env(self, child: Child) -> dict[str, str]:
         env = dict(os.environ)
+        env["HTTP_PORT"] = str(child.http_port)
         env.update(
             {
                 "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
@@ -112,7 +138,7 @@ class Stack:
             child.log_handle = child.log_path.open("ab")
         child.process = subprocess.Popen(
             [sys.executable, "-m", "lindung_cli", "service", child.name],
-            env=self._child_env(),
+            env=self._child_env(child),
             stdout=child.log_handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # we forward signals ourselves, once, in order

@@ -7,6 +7,7 @@ half-way. PostgreSQL needs none of that.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -38,6 +39,7 @@ class Database:
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False, autoflush=False
         )
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._read_sessions = async_sessionmaker(
             self.engine.execution_options(lindung_read_only=True),
             class_=AsyncSession,
@@ -55,8 +57,17 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session whose transaction will write: on SQLite it takes the write lock up front."""
-        async with self._sessions() as session:
+        """A session whose transaction will write: on SQLite it takes the write lock up front.
+
+        On SQLite, writers of this process also queue on an asyncio lock first. Without it they
+        contend on the file lock, and SQLite's busy handler sleeps in growing steps (up to 100 ms)
+        instead of waking when the lock is free: measured, it made a 500-record batch take 5 s.
+        """
+        if self._write_lock is None:
+            async with self._sessions() as session:
+                yield session
+            return
+        async with self._write_lock, self._sessions() as session:
             yield session
 
     @asynccontextmanager

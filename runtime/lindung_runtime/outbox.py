@@ -78,13 +78,19 @@ class UnitOfWork:
         self._absent: set[tuple[type[Any], tuple[Any, ...]]] = set()
         self._locked: dict[tuple[type[Any], tuple[Any, ...]], Any] = {}
         self._preloaded: dict[tuple[type[Any], str], dict[Any, list[Any]]] = {}
+        self._added_by: dict[tuple[type[Any], str], dict[Any, list[Any]]] = {}
 
     def now(self) -> datetime:
         return self.clock.now()
 
     def add(self, row: SQLModel) -> None:
         key = tuple(inspect(row).mapper.primary_key_from_instance(row))
-        self._added.setdefault(type(row), {})[key] = row
+        known = self._added.setdefault(type(row), {})
+        if key not in known:
+            for (model, column), index in self._added_by.items():
+                if model is type(row):
+                    index.setdefault(getattr(row, column), []).append(row)
+        known[key] = row
         self._absent.discard((type(row), key))
         self.session.add(row)
 
@@ -139,7 +145,12 @@ class UnitOfWork:
             stored = list(
                 (await self.session.exec(select(model).where(col(column) == value))).all()
             )
-        added = [row for row in self.added(model) if getattr(row, column.key) == value]
+        index = self._added_by.get((model, column.key))
+        if index is None:  # indexed once per batch, then kept up to date by `add`
+            index = self._added_by[(model, column.key)] = {}
+            for row in self.added(model):
+                index.setdefault(getattr(row, column.key), []).append(row)
+        added = index.get(value, [])
         return stored + [row for row in added if row not in stored]
 
     def added(self, model: type[T]) -> list[T]:

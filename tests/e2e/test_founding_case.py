@@ -8,6 +8,7 @@ import csv
 import email
 import email.policy
 import io
+import json
 import os
 import re
 import signal
@@ -24,7 +25,9 @@ from aiosmtpd.controller import Controller
 from lindung_cli.demo import run_founding_case
 from lindung_cli.founding_case import MALFORMED_MESSAGES, founding_program
 from lindung_cli.funnel import FunnelWatcher
+from lindung_cli.intake import ImportClient, read_requests
 from lindung_contracts import topics
+from lindung_registration.auth import create_key
 from lindung_runtime.embedded import free_port
 from lindung_runtime.kafka import EventClient, TopicReader
 
@@ -65,6 +68,7 @@ def lindung_up(
             "SMTP_PORT": str(smtp_server[0]),
             "LINDUNG_DATA_DIR": str(data_dir),
             "DIGEST_QUIET_SECONDS": "30",
+            "REGISTRATION_HTTP_PORT": str(free_port()),
         }
     )
     process = subprocess.Popen(
@@ -111,8 +115,17 @@ async def test_founding_case_end_to_end(
 ) -> None:
     _, inbox = smtp_server
     program = founding_program()
+    stack = json.loads((lindung_up / "stack.json").read_text())
+    api = ImportClient(
+        stack["registration_url"], create_key(lindung_up / "api-keys.yaml", "e2e", "operator")
+    )
     async with EventClient(kafka_bootstrap) as client:
-        funnel, expected = await run_founding_case(client, lindung_up, timeout=240)
+        funnel, expected, report = await run_founding_case(client, api, lindung_up, timeout=240)
+
+        # The spreadsheet went in through the HTTP import, row by row accounted for.
+        assert report["status"] == "done"
+        assert (report["registered"], report["repeated"], report["rejected"]) == (5_622, 5, 20)
+        assert report["rows_done"] == report["rows_total"] == expected.requests == 5_647
 
         # The exact funnel of the founding case.
         assert len(funnel.registered) == expected.registered == 5_622
@@ -154,17 +167,56 @@ async def test_founding_case_end_to_end(
         assert {r.headers["x-lindung-error-code"] for r in dead} == {"invalid_json"}
         assert {r.headers["x-lindung-service"] for r in dead} == {"registration"}
 
-        # Re-publishing the same requests changes nothing: byte-identical redeliveries (same
-        # ce_id) and a resubmission of every row under new ids alike.
-        async with TopicReader(kafka_bootstrap, [topics.REGISTRATION_REQUESTED]) as requests_topic:
-            originals = [
-                r for r in await requests_topic.read_new() if r.value not in MALFORMED_MESSAGES
-            ]
+        # The registration API answers from its projection of every service's events.
+        summary = await _eventually_json(
+            api,
+            f"/programs/{program.program_id}/summary",
+            lambda body: body["totals"]["expiry_alerted"] == 5_600,
+        )
+        assert summary["totals"] == {
+            "requests_rejected": 20,
+            "registered": 5_622,
+            "confirmed": 5_600,
+            "ineligible": 22,
+            "invoiced": 5_600,
+            "invoiced_idr": 282_240_000,
+            "activated": 5_600,
+            "expiry_alerted": 5_600,
+        }
+        assert summary["ineligible_by_reason"]["quota_exhausted"] == 5
+        assert sum(d["registered"] for d in summary["by_district"]) == 5_622
+        assert len(summary["by_district"]) >= 11  # every kecamatan of the regency
+        async with TopicReader(kafka_bootstrap, [topics.ELIGIBILITY_CONFIRMED]) as confirmed:
+            confirmed_nik = (await confirmed.read_new())[0].json()["nik"]
+        timeline = await _eventually_json(
+            api, f"/workers/{confirmed_nik}", lambda body: len(body["entries"]) >= 6
+        )
+        assert [e["kind"] for e in timeline["entries"]] == [
+            "registered",
+            "eligibility_confirmed",
+            "invoiced",
+            "payment_received",
+            "coverage_activated",
+            "coverage_expiring",
+        ]
+        assert all(
+            e["event_id"] and re.fullmatch(r"[0-9a-f]{32}", e["trace_id"] or "")
+            for e in timeline["entries"]
+        )
+
+        # Sending the same workers again changes nothing: over Kafka under new ids, the same
+        # records byte-identical (same ce_id), and the same spreadsheet through the API.
         async with TopicReader(kafka_bootstrap, [topics.WORKER_REGISTERED]) as registered_topic:
             registered_before = len(await registered_topic.read_new())
-        for record in originals[:500]:
+        csv_path = lindung_up / "pekerja-rentan-sumba-barat-daya.csv"
+        await client.publish_many(list(read_requests(csv_path, program.program_id)))
+        async with TopicReader(kafka_bootstrap, [topics.REGISTRATION_REQUESTED]) as requests_topic:
+            sent = [r for r in await requests_topic.read_new() if r.value not in MALFORMED_MESSAGES]
+        assert len(sent) == expected.requests
+        for record in sent[:500]:
             await client.publish_raw(record.topic, record.value, record.key, record.headers)
-        await client.publish_many([record_to_request(r) for r in originals])
+        again = await api.wait(await api.upload(csv_path, program.program_id))
+        assert (again["registered"], again["repeated"], again["rejected"]) == (0, 5_627, 20)
         await _drained(client, PIPELINE_GROUPS)
         async with FunnelWatcher(kafka_bootstrap) as watcher:
             after = (await watcher.refresh())[program.program_id]
@@ -181,7 +233,15 @@ async def test_founding_case_end_to_end(
     assert not (lindung_up / "mail").exists()
 
 
-def record_to_request(record):  # type: ignore[no-untyped-def]
-    from lindung_contracts import RegistrationRequested
-
-    return RegistrationRequested.model_validate_json(record.value)
+async def _eventually_json(api: ImportClient, path: str, done, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    """GET `path` until `done(body)`: the projection follows the events, a little behind."""
+    deadline = time.monotonic() + timeout
+    async with api._client() as http:
+        while True:
+            response = await http.get(path)
+            if response.status_code == 200 and done(response.json()):
+                return response.json()
+            assert time.monotonic() < deadline, (
+                f"{path}: {response.status_code} {response.text[:500]}"
+            )
+            await asyncio.sleep(0.5)

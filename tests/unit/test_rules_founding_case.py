@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from lindung_cli.founding_case import Expected, founding_program, generate_rows
-from lindung_cli.intake import TEMPLATE_COLUMNS
 from lindung_contracts import ProgramPublished, RegistrationRequested
 from lindung_eligibility.domain import Applicant, ProgramRules, assess
 from lindung_registration.domain import _MESSAGES as REGISTRATION_MESSAGES
 from lindung_registration.domain import ValidRegistration, validate_registration
+from lindung_registration.spreadsheet import TEMPLATE_COLUMNS
 
 REGISTRATION_CODES = set(REGISTRATION_MESSAGES)
 ELIGIBILITY_CODES = {

@@ -60,6 +60,7 @@ class PaymentRecord(Table, table=True):
     invoice_id: str = Field(max_length=100, index=True)
     amount_idr: int
     paid_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    announced_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     reference: str = Field(max_length=200)
     trace_id: str | None = Field(default=None, max_length=32)
 
@@ -110,6 +111,7 @@ class ImportJob(Table, table=True):
     submitted_by: str = Field(max_length=100)
     village_scope: str | None = None  # a village key may import only its own desa's rows
     district_scope: str | None = None
+    rows_total: int | None = None  # counted before processing starts (for progress bars)
     rows_done: int = 0
     registered: int = 0
     repeated: int = 0

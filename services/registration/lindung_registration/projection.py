@@ -193,6 +193,7 @@ async def on_payment_received(event: PaymentReceived, uow: UnitOfWork = Context(
             invoice_id=event.invoice_id,
             amount_idr=event.amount_idr,
             paid_at=event.paid_at,
+            announced_at=_occurred_at(uow),
             reference=event.reference,
             trace_id=current_trace_id(),
         )
