@@ -23,7 +23,7 @@ from fastapi import (
     UploadFile,
 )
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from opentelemetry.trace import SpanKind
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -136,6 +136,7 @@ class ImportReport(BaseModel):
     program_id: str
     filename: str
     status: Literal["queued", "running", "done", "failed"]
+    rows_total: int | None = Field(description="Non-empty data rows in the file, once counted")
     rows_done: int
     registered: int
     repeated: int
@@ -204,6 +205,7 @@ class ProgramSummary(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorAnswer, "description": "The body cannot be parsed (not JSON/multipart)"},
     401: {"model": ErrorAnswer, "description": "No API key, or an unknown one"},
     403: {"model": ErrorAnswer, "description": "The key's role does not allow this"},
     422: {"model": ErrorAnswer, "description": "Per-field errors (Bahasa Indonesia / English)"},
@@ -338,7 +340,7 @@ def _router(service: Service, importer: Importer) -> APIRouter:
 
     @router.get(
         "/imports/template.csv",
-        response_class=PlainTextResponse,
+        response_class=Response,  # errors stay documented as JSON; the 200 is text/csv
         tags=["imports"],
         summary="The empty spreadsheet template",
         responses={200: {"content": {"text/csv": {}}}},
@@ -381,6 +383,7 @@ def _router(service: Service, importer: Importer) -> APIRouter:
             program_id=job.program_id,
             filename=job.filename,
             status=job.status,  # type: ignore[arg-type]
+            rows_total=job.rows_total,
             rows_done=job.rows_done,
             registered=job.registered,
             repeated=job.repeated,
@@ -488,7 +491,14 @@ async def _timeline(service: Service, nik: str, key: ApiKey) -> Timeline:
                 )
             ).all()
         )
-        invoices = {e.invoice_id for e in entries if e.invoice_id}
+        visible = [w for w in workers if key.covers(w.village, w.district)]
+        allowed = {w.worker_id for w in visible}
+        # Payments only of the invoices on entries the caller may see (a village key: its own).
+        invoices = {
+            e.invoice_id
+            for e in entries
+            if e.invoice_id and (key.role == "operator" or e.worker_id in allowed)
+        }
         payments = (
             (
                 await session.exec(
@@ -498,12 +508,10 @@ async def _timeline(service: Service, nik: str, key: ApiKey) -> Timeline:
             if invoices
             else []
         )
-    visible = [w for w in workers if key.covers(w.village, w.district)]
     if not workers and not entries:
         raise HTTPException(404, "NIK tidak ditemukan / No worker with this NIK")
     if not visible and key.role != "operator":
         raise HTTPException(403, "Peserta bukan warga desa ini / Not a worker of this village")
-    allowed = {w.worker_id for w in visible}
     items = [
         TimelineItem(
             kind=e.kind,
@@ -520,13 +528,14 @@ async def _timeline(service: Service, nik: str, key: ApiKey) -> Timeline:
     items += [
         TimelineItem(
             kind="payment_received",
-            occurred_at=p.paid_at,
+            occurred_at=p.announced_at,  # on the same clock as the other entries
             event_id=p.event_id,
             trace_id=p.trace_id,
             details={
                 "invoice_id": p.invoice_id,
                 "amount_idr": p.amount_idr,
                 "reference": p.reference,
+                "paid_at": _as_utc(p.paid_at).isoformat(),
             },
         )
         for p in payments

@@ -71,7 +71,7 @@ class KeyStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._keys: dict[str, ApiKey] = {}
-        self._stamp: tuple[float, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
 
     def keys(self) -> list[ApiKey]:
         self._reload_if_changed()
@@ -91,7 +91,9 @@ class KeyStore:
         except FileNotFoundError:
             self._keys, self._stamp = {}, None
             return
-        stamp = (stat.st_mtime, stat.st_size)
+        # The inode too: keys are written by replacing the file, and a rotation may keep its size
+        # and (on coarse-grained file systems) its mtime.
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         if stamp == self._stamp:
             return
         try:

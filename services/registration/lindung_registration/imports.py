@@ -25,6 +25,7 @@ from sqlmodel import col, func, select
 from lindung_contracts import FieldError, RegistrationRequested
 from lindung_registration.auth import ApiKey
 from lindung_registration.db import ImportJob, ImportRow
+from lindung_registration.domain import printable
 from lindung_registration.handlers import preload_workers, register
 from lindung_registration.spreadsheet import SpreadsheetError, read_rows
 from lindung_runtime.logging import get_logger
@@ -93,7 +94,7 @@ class Importer:
         job = ImportJob(
             import_id=import_id,
             program_id=program_id,
-            filename=filename[:255],
+            filename=printable(filename, 255),  # PostgreSQL cannot store NUL
             file_format=file_format,
             submitted_by=key.name,
             village_scope=key.village if key.role == "village" else None,
@@ -132,6 +133,8 @@ class Importer:
     async def process(self, job: ImportJob) -> None:
         log.info("import_started", import_id=job.import_id, resume_after_rows=job.rows_done)
         try:
+            if job.rows_total is None:
+                await self._count_rows(job)
             rows = read_rows(self.path_of(job), job.file_format)
             for _ in range(job.rows_done):  # resume: these rows are already committed
                 next(rows)
@@ -148,6 +151,18 @@ class Importer:
             await self._finish(job, "failed", f"internal error: {type(error).__name__}")
             return
         await self._finish(job, "done")
+
+    async def _count_rows(self, job: ImportJob) -> None:
+        """One quick pass first, so progress can be shown as a fraction."""
+        path, file_format = self.path_of(job), job.file_format
+        total = await asyncio.to_thread(lambda: sum(1 for _ in read_rows(path, file_format)))
+        async with self.service.database.session() as session:
+            stored = await session.get(ImportJob, job.import_id)
+            assert stored is not None
+            stored.rows_total = job.rows_total = total
+            stored.status = "running"
+            session.add(stored)
+            await session.commit()
 
     async def _commit_chunk(self, job: ImportJob, chunk: list[tuple[int, dict[str, str]]]) -> None:
         for attempt in range(1, 6):
