@@ -6,10 +6,11 @@ import asyncio
 import importlib
 import signal
 import sys
+from collections import Counter
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -45,6 +46,10 @@ apikey_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(apikey_app, name="apikey")
+dlq_app = typer.Typer(help="Dead letters: inspect and re-drive.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+outbox_app = typer.Typer(help="The services' transactional outboxes.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
 console = Console()
 
 
@@ -307,3 +312,100 @@ def apikey_revoke(name: str, file: KeysFile = None) -> None:
         console.print(f"No key named {name}")
         raise typer.Exit(1)
     console.print(f"Key {name} revoked")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: Annotated[str, typer.Argument(help="A topic (or its .dlq twin)")],
+    limit: Annotated[int, typer.Option(help="Show at most this many, newest last")] = 50,
+) -> None:
+    """The dead letters of a topic: when, which service, why, and the start of the body."""
+    from rich.table import Table
+
+    from lindung_runtime.operations import dlq_name, list_dead_letters
+    from lindung_runtime.privacy import mask_text
+
+    async def run() -> list[Any]:
+        async with _client() as client:
+            return await list_dead_letters(client.bootstrap_servers, topic)
+
+    letters = asyncio.run(run())
+    table = Table(title=f"{dlq_name(topic)}: {len(letters):,} dead letter(s)")
+    for column in ("partition/offset", "failed at", "service", "code", "error", "body"):
+        table.add_column(column, overflow="fold")
+    for letter in letters[-limit:]:
+        record = letter.record
+        body = record.value[:120].decode(errors="replace")
+        table.add_row(
+            f"{record.partition}/{record.offset}",
+            letter.failed_at[:19],
+            letter.service,
+            letter.error_code,
+            mask_text(letter.error[:200]),
+            mask_text(body),
+        )
+    console.print(table)
+    codes = Counter(letter.error_code for letter in letters)
+    if codes:
+        console.print("By code: " + ", ".join(f"{c} {n}" for c, n in codes.most_common()))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    topic: Annotated[str, typer.Argument(help="A topic (or its .dlq twin)")],
+    code: Annotated[
+        list[str] | None, typer.Option(help="Only dead letters with this error code (repeatable)")
+    ] = None,
+) -> None:
+    """Re-drive dead letters onto their original topic after a fix (each one once: progress is
+    kept by the consumer group lindung-dlq-replay.<topic>.dlq)."""
+    from lindung_runtime.operations import replay_dead_letters
+
+    async def run() -> tuple[int, int]:
+        async with _client() as client:
+            return await replay_dead_letters(
+                client.bootstrap_servers, topic, error_codes=code or ()
+            )
+
+    replayed, skipped = asyncio.run(run())
+    console.print(
+        f"Replayed {replayed:,} dead letter(s)" + (f", skipped {skipped:,}" if skipped else "")
+    )
+
+
+@outbox_app.command("replay")
+def outbox_replay(
+    since: Annotated[
+        datetime,
+        typer.Option(
+            formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"],
+            help="UTC; every event written since then is published again",
+        ),
+    ],
+    service_name: Annotated[
+        list[ServiceName] | None, typer.Option("--service", help="Default: all four")
+    ] = None,
+) -> None:
+    """Publish again what the services emitted since a moment (e.g. after the broker lost data).
+    Consumers skip what they already processed, so replaying too much is harmless."""
+    from sqlalchemy.exc import OperationalError
+
+    from lindung_runtime.db import Database
+    from lindung_runtime.operations import replay_outbox
+
+    settings = LindungSettings()
+    moment = since if since.tzinfo else since.replace(tzinfo=UTC)
+
+    async def run() -> None:
+        for name in service_name or list(ServiceName):
+            database = Database(settings.database_url_for(name.value))
+            try:
+                count = await replay_outbox(database, moment.astimezone(UTC))
+            except OperationalError as error:
+                console.print(f"[red]{name.value}: no outbox to replay ({error.orig})[/]")
+                continue
+            finally:
+                await database.dispose()
+            console.print(f"{name.value}: {count:,} event(s) queued for publishing again")
+
+    asyncio.run(run())

@@ -171,6 +171,16 @@ class BatchProcessor:
         self.settings = service.settings
 
     async def process(self, batch: list[Delivery]) -> None:
+        started = time.perf_counter()
+        await self._process(batch)
+        log.debug(
+            "batch_processed",
+            topic=batch[0].topic if batch else None,
+            records=len(batch),
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+
+    async def _process(self, batch: list[Delivery]) -> None:
         dead: list[tuple[Delivery, BaseException, int]] = []
         good: list[Delivery] = []
         for delivery in batch:
