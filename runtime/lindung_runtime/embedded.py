@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from lindung_runtime.kafka import client_options
 from lindung_runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -90,7 +91,9 @@ async def wait_for_kafka(
         if not await _accepts_connections(bootstrap_servers):  # quietly, before a Kafka client
             await asyncio.sleep(0.1)
             continue
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=2000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap_servers, request_timeout_ms=2000, **client_options()
+        )
         try:
             await admin.start()
             await admin.list_topics()

@@ -6,6 +6,7 @@ Only the Kafka protocol through aiokafka: the same code runs on Tansu and Apache
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
@@ -13,13 +14,67 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.helpers import create_ssl_context
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from lindung_contracts import Event, cloudevent_headers, topics
 from lindung_runtime.logging import get_logger
+from lindung_runtime.settings import LindungSettings
 
 log = get_logger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
+
+
+def client_options(settings: LindungSettings | None = None) -> dict[str, Any]:
+    """Security options for every aiokafka client (TLS, SASL/SCRAM), from the settings.
+
+    Empty for PLAINTEXT. The same settings give FastStream's broker its `security` object
+    (`broker_security`), so services, the CLI and the tools all connect the same way.
+    """
+    settings = settings or _settings()
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+            certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
+            keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+        )
+    if protocol.startswith("SASL"):
+        if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
+            raise ValueError("KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required for SASL")
+        options.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=settings.kafka_sasl_password.get_secret_value(),
+        )
+    return options
+
+
+def broker_security(settings: LindungSettings) -> BaseSecurity | None:
+    """The same options in FastStream's terms."""
+    options = client_options(settings)
+    if not options:
+        return None
+    use_ssl = options["security_protocol"] in ("SSL", "SASL_SSL")
+    context = options.get("ssl_context")
+    if "sasl_mechanism" not in options:
+        return BaseSecurity(ssl_context=context, use_ssl=use_ssl)
+    kind = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+    return kind[options["sasl_mechanism"]](  # type: ignore[no-any-return]
+        options["sasl_plain_username"],
+        options["sasl_plain_password"],
+        ssl_context=context,
+        use_ssl=use_ssl,
+    )
+
+
+@functools.cache
+def _settings() -> LindungSettings:
+    return LindungSettings()
 
 
 def all_topics() -> list[str]:
@@ -35,7 +90,7 @@ async def ensure_topics(
 ) -> list[str]:
     """Create the topics that are missing; returns the ones created."""
     wanted = list(names or all_topics())
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -75,7 +130,7 @@ class EventClient:
 
     async def __aenter__(self) -> EventClient:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers, acks="all", linger_ms=5
+            bootstrap_servers=self.bootstrap_servers, acks="all", linger_ms=5, **client_options()
         )
         await self._producer.start()
         return self
@@ -137,8 +192,10 @@ class EventClient:
 
     async def lag(self, group_id: str, topic_names: Sequence[str]) -> int:
         """Messages on the topics that the consumer group has not yet committed past."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, **client_options())
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers, group_id=None, **client_options()
+        )
         await admin.start()
         await consumer.start()
         try:
@@ -172,7 +229,10 @@ class TopicReader:
 
     async def __aenter__(self) -> TopicReader:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False, group_id=None
+            bootstrap_servers=self.bootstrap_servers,
+            enable_auto_commit=False,
+            group_id=None,
+            **client_options(),
         )
         await consumer.start()
         self._consumer = consumer

@@ -18,7 +18,7 @@ from sqlmodel import col
 
 from lindung_contracts.topics import dead_letter_topic
 from lindung_runtime.db import Database
-from lindung_runtime.kafka import Record, TopicReader
+from lindung_runtime.kafka import Record, TopicReader, client_options
 from lindung_runtime.outbox import OutboxMessage
 
 ERROR_HEADER_PREFIX = "x-lindung-"
@@ -101,8 +101,9 @@ async def replay_dead_letters(
         group_id=replay_group(topic),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        **client_options(),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", **client_options())
     await consumer.start()
     await producer.start()
     replayed = skipped = 0

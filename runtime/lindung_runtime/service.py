@@ -30,7 +30,7 @@ from lindung_runtime.clock import Clock, SystemClock
 from lindung_runtime.consumer import Handler, Preload, ReliableConsumer, Route
 from lindung_runtime.db import Database
 from lindung_runtime.http import HttpServer, create_http_app
-from lindung_runtime.kafka import all_topics, ensure_topics
+from lindung_runtime.kafka import all_topics, broker_security, ensure_topics
 from lindung_runtime.logging import get_logger
 from lindung_runtime.outbox import RUNTIME_TABLES, OutboxRelay, UnitOfWork, purge_old_rows
 from lindung_runtime.settings import LindungSettings
@@ -78,6 +78,7 @@ class Service:
             settings.kafka_bootstrap_servers or "localhost:9092",
             client_id=self.client_id,
             acks="all",
+            security=broker_security(settings),
             graceful_timeout=15.0,
             middlewares=[
                 KafkaTelemetryMiddleware(tracer_provider=self.tracer_provider),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +20,15 @@ class LindungSettings(BaseSettings):
     kafka_create_topics: bool = Field(default=True, description="Create missing topics at start-up")
     kafka_partitions: int = Field(default=4, ge=1, description="Partitions of topics we create")
     kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How every Kafka client of Lindung connects"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle (PEM)")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate (mTLS)")
+    kafka_ssl_keyfile: Path | None = None
     data_dir: Path = Field(
         default=Path(".lindung"),
         validation_alias=AliasChoices("LINDUNG_DATA_DIR", "DATA_DIR"),
