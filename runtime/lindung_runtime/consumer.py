@@ -173,6 +173,10 @@ class BatchProcessor:
     async def process(self, batch: list[Delivery]) -> None:
         started = time.perf_counter()
         await self._process(batch)
+        if batch:
+            self.service.metrics.batch_seconds.labels(self.service.name, batch[0].topic).observe(
+                time.perf_counter() - started
+            )
         log.debug(
             "batch_processed",
             topic=batch[0].topic if batch else None,
@@ -240,6 +244,7 @@ class BatchProcessor:
     async def _apply(self, batch: list[Delivery]) -> None:
         """One transaction: skip what the inbox has seen, run the handler, record as seen."""
         service, topic = self.service, batch[0].topic
+        handler_seconds = service.metrics.handler_seconds.labels(service.name, topic)
         async with service.unit_of_work() as uow:
             seen = set(
                 (
@@ -282,9 +287,15 @@ class BatchProcessor:
                 ):
                     uow.event_id = delivery.event_id
                     uow.event_headers = delivery.headers
+                    began = time.perf_counter()
                     await self.route.handler(delivery.event, uow)
+                    handler_seconds.observe(time.perf_counter() - began)
                 uow.mark_processed(topic, delivery.event_id)
             await uow.session.commit()
+        consumed = service.metrics.consumed
+        consumed.labels(service.name, topic, "processed").inc(len(todo))
+        if len(batch) > len(todo):
+            consumed.labels(service.name, topic, "duplicate").inc(len(batch) - len(todo))
 
     async def _pause(self, attempt: int, error: BaseException, cap: float = 10.0) -> None:
         delay = min(cap, self.settings.consumer_retry_base_seconds * 2 ** (attempt - 1))
@@ -319,6 +330,9 @@ class BatchProcessor:
             headers=headers,
         )
         self.service.dead_lettered += 1
+        metrics = self.service.metrics
+        metrics.dead_letters.labels(self.service.name, delivery.topic, code).inc()
+        metrics.consumed.labels(self.service.name, delivery.topic, "dead_lettered").inc()
         log.error(
             "event_dead_lettered",
             topic=delivery.topic,

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -193,6 +193,7 @@ class OutboxRelay:
         poll_seconds: float = 0.5,
         max_backoff_seconds: float = 10.0,
         lease_seconds: float = 60.0,
+        on_published: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.database = database
         self.broker = broker
@@ -201,6 +202,7 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.lease_seconds = lease_seconds
+        self.on_published = on_published
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published_total = 0
@@ -272,6 +274,8 @@ class OutboxRelay:
             raise
         await self._set(rows, published_at=self.clock.now())
         self.published_total += len(rows)
+        if self.on_published is not None:
+            self.on_published([row.topic for row in rows])
         return len(rows)
 
     async def _publish(self, rows: list[OutboxMessage]) -> None:

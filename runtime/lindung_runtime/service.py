@@ -32,6 +32,7 @@ from lindung_runtime.db import Database
 from lindung_runtime.http import HttpServer, create_http_app
 from lindung_runtime.kafka import all_topics, broker_security, ensure_topics
 from lindung_runtime.logging import get_logger
+from lindung_runtime.metrics import ServiceMetrics, refresh_gauges
 from lindung_runtime.outbox import RUNTIME_TABLES, OutboxRelay, UnitOfWork, purge_old_rows
 from lindung_runtime.settings import LindungSettings
 from lindung_runtime.tracing import build_tracer_provider
@@ -87,12 +88,14 @@ class Service:
             logger=logging.getLogger(f"lindung.{name}.broker"),
             log_level=logging.DEBUG,
         )
+        self.metrics = ServiceMetrics(name)
         self.outbox = OutboxRelay(
             self.database,
             self.broker,
             self.clock,
             batch_size=settings.outbox_batch_size,
             poll_seconds=settings.outbox_poll_seconds,
+            on_published=self._count_published,
         )
         self.app = FastStream(
             self.broker,
@@ -108,7 +111,7 @@ class Service:
         self.routes: dict[str, Route] = {}
         self.tracer = self.tracer_provider.get_tracer("lindung")
         self.dead_lettered = 0
-        self._background: list[BackgroundTask] = [self._purge_old_rows_hourly]
+        self._background: list[BackgroundTask] = [self._purge_old_rows_hourly, self._refresh_gauges]
         self._tasks: list[asyncio.Task[None]] = []
 
     def consumer(
@@ -177,6 +180,13 @@ class Service:
             )
             if created:
                 log.info("topics_created", count=len(created))
+
+    def _count_published(self, topics_published: list[str]) -> None:
+        for topic in topics_published:
+            self.metrics.produced.labels(self.name, topic).inc()
+
+    async def _refresh_gauges(self) -> None:
+        await refresh_gauges(self)
 
     async def _purge_old_rows_hourly(self) -> None:
         days = self.settings.retention_days

@@ -1,0 +1,106 @@
+"""Prometheus metrics of a service, served at `/metrics` on its HTTP port.
+
+One registry per service object (tests run several services in one process). Names are the
+contract of the Grafana dashboard (deploy/grafana/) and the alerts built on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from lindung_runtime.logging import get_logger
+from lindung_runtime.outbox import OutboxMessage
+
+if TYPE_CHECKING:
+    from lindung_runtime.service import Service
+
+log = get_logger(__name__)
+
+REFRESH_SECONDS = 15.0
+
+
+class ServiceMetrics:
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.registry = CollectorRegistry()
+        self.consumed = Counter(
+            "lindung_events_consumed",
+            "Events taken from a topic, by outcome (processed, duplicate, dead_lettered)",
+            ["service", "topic", "outcome"],
+            registry=self.registry,
+        )
+        self.produced = Counter(
+            "lindung_events_produced",
+            "Events published by the outbox relay (acknowledged by the broker)",
+            ["service", "topic"],
+            registry=self.registry,
+        )
+        self.handler_seconds = Histogram(
+            "lindung_handler_duration_seconds",
+            "Time in one event's handler (inside its batch transaction)",
+            ["service", "topic"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "lindung_batch_duration_seconds",
+            "Time to process one fetched batch, commit included",
+            ["service", "topic"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "lindung_dead_letters",
+            "Events sent to a dead-letter topic, by error code",
+            ["service", "topic", "error_code"],
+            registry=self.registry,
+        )
+        self.outbox_backlog = Gauge(
+            "lindung_outbox_backlog",
+            "Outbox rows not yet acknowledged by the broker",
+            ["service"],
+            registry=self.registry,
+        )
+        self.consumer_lag = Gauge(
+            "lindung_consumer_lag",
+            "Records on an input topic not yet committed by this service's consumer group",
+            ["service", "topic"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+async def refresh_gauges(service: Service) -> None:
+    """Background loop: outbox backlog and consumer lag are asked for, not counted."""
+    from lindung_runtime.kafka import EventClient
+
+    metrics = service.metrics
+    while True:
+        try:
+            async with service.database.read_session() as session:
+                backlog = (
+                    await session.exec(
+                        select(func.count())
+                        .select_from(OutboxMessage)
+                        .where(col(OutboxMessage.published_at).is_(None))
+                    )
+                ).one()
+            metrics.outbox_backlog.labels(service.name).set(backlog)
+            bootstrap = service.settings.kafka_bootstrap_servers
+            if bootstrap and service.routes:
+                async with EventClient(bootstrap) as client:
+                    for topic in service.routes:
+                        lag = await client.lag(service.group_for(topic), [topic])
+                        metrics.consumer_lag.labels(service.name, topic).set(lag)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the broker may be away: the gauges keep their last value
+            log.warning("metrics_refresh_failed", error=repr(error)[:300])
+        await asyncio.sleep(REFRESH_SECONDS)
