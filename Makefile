@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap demo test test-unit test-integration test-e2e lint typecheck contracts up clean
+.PHONY: help bootstrap demo test test-unit test-integration test-e2e test-postgres lint typecheck contracts up clean
 
 help:
 	@echo "make demo   - run the founding case (Sumba Barat Daya, 5,600 workers) on the embedded stack"
@@ -47,6 +47,14 @@ test-e2e: bootstrap
 
 test: lint typecheck
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
+
+# The integration and end-to-end tests again, each service on a fresh PostgreSQL database of a
+# throwaway server on loopback (.ci/postgres.sh installs Debian's packages when missing).
+test-postgres: bootstrap
+	eval "$$(.ci/postgres.sh start)" && \
+	  $(VENV)/bin/pytest tests/unit/test_migrations.py tests/integration tests/e2e \
+	    -m "not sqlite_only and not slow" $(PYTEST_ARGS); \
+	  status=$$?; .ci/postgres.sh stop; exit $$status
 
 contracts: bootstrap
 	$(VENV)/bin/lindung contracts export

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,3 +33,63 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "lindung"
     path.mkdir()
     return path
+
+
+#: Set (by .ci/run, from .ci/postgres.sh) to run the integration, end-to-end and chaos tests on
+#: PostgreSQL instead of SQLite files: e.g. postgresql+asyncpg://postgres@127.0.0.1:55432/postgres
+POSTGRES_URL = os.environ.get("LINDUNG_TEST_POSTGRES_URL")
+SERVICES = ("registration", "eligibility", "billing", "notification")
+ON_A_REAL_DATABASE = ("integration", "e2e", "chaos")
+
+
+def postgres_admin_dsn() -> str:
+    assert POSTGRES_URL
+    return POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def create_databases(names: list[str]) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(postgres_admin_dsn())
+    try:
+        for name in names:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def drop_databases(names: list[str]) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(postgres_admin_dsn())
+    try:
+        for name in names:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def database_url(name: str) -> str:
+    assert POSTGRES_URL
+    return POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(autouse=True)
+def service_databases(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """On PostgreSQL runs, each service of each test gets a fresh database of its own, through
+    `<SERVICE>_DATABASE_URL` (in-process services and `lindung up` children alike)."""
+    wanted = any(request.node.get_closest_marker(m) for m in ON_A_REAL_DATABASE)
+    if not POSTGRES_URL or not wanted or request.node.get_closest_marker("sqlite_only"):
+        yield
+        return
+    run = uuid.uuid4().hex[:10]
+    names = {service: f"lindung_{run}_{service}" for service in SERVICES}
+    asyncio.run(create_databases(list(names.values())))
+    for service, name in names.items():
+        monkeypatch.setenv(f"{service.upper()}_DATABASE_URL", database_url(name))
+    try:
+        yield
+    finally:
+        asyncio.run(drop_databases(list(names.values())))

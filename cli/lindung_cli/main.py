@@ -409,3 +409,24 @@ def outbox_replay(
             console.print(f"{name.value}: {count:,} event(s) queued for publishing again")
 
     asyncio.run(run())
+
+
+@app.command()
+def migrate(
+    service_name: Annotated[
+        list[ServiceName] | None, typer.Argument(help="Default: all four", show_default=False)
+    ] = None,
+    revision: Annotated[str, typer.Option(help="Alembic revision")] = "head",
+) -> None:
+    """Bring each service's database to the latest schema (Alembic; DATABASE_URL or
+    <SERVICE>_DATABASE_URL). Services also do this at start, unless
+    DATABASE_MIGRATE_ON_START=false."""
+    from lindung_runtime.migrations import upgrade
+    from lindung_runtime.privacy import mask_text
+
+    settings = LindungSettings()
+    for name in service_name or list(ServiceName):
+        url = settings.database_url_for(name.value)
+        upgrade(name.value, url, revision)
+        shown = url.split("@")[-1] if "@" in url else url  # never print a password
+        console.print(f"{name.value}: migrated to {revision} ({mask_text(shown)})")

@@ -33,6 +33,7 @@ from lindung_runtime.http import HttpServer, create_http_app
 from lindung_runtime.kafka import all_topics, broker_security, ensure_topics
 from lindung_runtime.logging import get_logger
 from lindung_runtime.metrics import ServiceMetrics, refresh_gauges
+from lindung_runtime.migrations import has_migrations, upgrade_async
 from lindung_runtime.outbox import RUNTIME_TABLES, OutboxRelay, UnitOfWork, purge_old_rows
 from lindung_runtime.settings import LindungSettings
 from lindung_runtime.tracing import build_tracer_provider
@@ -169,8 +170,13 @@ class Service:
             yield UnitOfWork(session, self.clock, self.source)
 
     async def prepare(self) -> None:
-        """Create this service's tables and, when allowed, the topics it needs."""
-        await self.database.create_tables(self.tables)
+        """Migrate this service's database (when allowed) and create the topics it needs (when
+        allowed)."""
+        if self.settings.database_migrate_on_start:
+            if has_migrations(self.name):
+                await upgrade_async(self.name, self.settings.database_url_for(self.name))
+            else:  # a service without a history of its own (tests' ad-hoc services)
+                await self.database.create_tables(self.tables)
         if self.settings.kafka_create_topics and self.settings.kafka_bootstrap_servers:
             created = await ensure_topics(
                 self.settings.kafka_bootstrap_servers,

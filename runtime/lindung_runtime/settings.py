@@ -35,6 +35,9 @@ class LindungSettings(BaseSettings):
         description="Default SQLite files, mail sink and logs",
     )
     database_url: str | None = Field(default=None, description="SQLAlchemy async URL")
+    database_migrate_on_start: bool = Field(
+        default=True, description="Run the service's Alembic migrations when it starts"
+    )
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     otel_traces_exporter: Literal["none", "console", "otlp"] = "none"
