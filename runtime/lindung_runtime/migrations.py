@@ -27,6 +27,7 @@ from sqlmodel import SQLModel
 from lindung_runtime.outbox import RUNTIME_TABLES
 
 VERSION_TABLE = "alembic_version"
+MIGRATION_LOCK_KEY = 0x4C494E44  # "LIND": one advisory lock per database
 
 
 def metadata_of(tables: Sequence[type[SQLModel]]) -> list[MetaData]:
@@ -104,6 +105,9 @@ def run_env(tables: Sequence[type[SQLModel]]) -> None:
         return
 
     def migrate(connection: Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            # Pods starting together run their migrations one after another, not into each other.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
         context.configure(connection=connection, **options)
         with context.begin_transaction():
             context.run_migrations()

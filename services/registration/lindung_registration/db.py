@@ -112,6 +112,9 @@ class ImportJob(Table, table=True):
     village_scope: str | None = None  # a village key may import only its own desa's rows
     district_scope: str | None = None
     rows_total: int | None = None  # counted before processing starts (for progress bars)
+    lease_until: datetime | None = Field(  # the instance processing it, until then
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
     rows_done: int = 0
     registered: int = 0
     repeated: int = 0

@@ -15,11 +15,13 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import or_
 from sqlmodel import col, func, select
 
 from lindung_contracts import FieldError, RegistrationRequested
@@ -44,6 +46,9 @@ OUTSIDE_SCOPE = FieldError(
         "A village API key may register only workers of its own village"
     ),
 )
+
+
+LEASE = timedelta(seconds=120)  # renewed with every chunk
 
 
 class UploadTooLarge(Exception):
@@ -120,15 +125,30 @@ class Importer:
             await self.process(job)
 
     async def _next_job(self) -> ImportJob | None:
-        async with self.service.database.read_session() as session:
-            return (
+        """Claim the oldest unfinished import with a lease, so that several instances of the
+        service never work on the same one (a crashed instance's lease runs out)."""
+        now = self.service.clock.now()
+        async with self.service.database.session() as session:
+            job = (
                 await session.exec(
                     select(ImportJob)
-                    .where(col(ImportJob.status).in_(["queued", "running"]))
+                    .where(
+                        col(ImportJob.status).in_(["queued", "running"]),
+                        or_(
+                            col(ImportJob.lease_until).is_(None),
+                            col(ImportJob.lease_until) < now,
+                        ),
+                    )
                     .order_by(col(ImportJob.created_at))
                     .limit(1)
+                    .with_for_update(skip_locked=True)
                 )
             ).first()
+            if job is not None:
+                job.lease_until = now + LEASE
+                session.add(job)
+                await session.commit()
+        return job
 
     async def process(self, job: ImportJob) -> None:
         log.info("import_started", import_id=job.import_id, resume_after_rows=job.rows_done)
@@ -214,6 +234,7 @@ class Importer:
             stored = await uow.session.get(ImportJob, job.import_id, populate_existing=True)
             assert stored is not None
             stored.status = "running"
+            stored.lease_until = self.service.clock.now() + LEASE
             stored.rows_done += len(chunk)
             stored.registered += counts["registered"]
             stored.repeated += counts["repeated"]
