@@ -80,3 +80,85 @@ async def test_one_trace_follows_a_worker_from_registration_to_invoice(
         "/lindung/eligibility",
         "/lindung/billing",
     }
+
+
+async def test_one_trace_holds_every_service_span_in_causal_order(
+    kafka_bootstrap: str, data_dir: Path
+) -> None:
+    """With the in-memory span exporter: the request's trace contains the processing span of
+    each service, each the descendant of the previous one, with the messaging attributes."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    common = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "LINDUNG_DATA_DIR": str(data_dir), **FAST}
+    services = (
+        create_registration(RegistrationSettings(**common)),
+        create_eligibility(EligibilitySettings(**common)),
+        create_billing(BillingSettings(**common)),
+    )
+    for service in services:
+        service.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    program = ProgramPublished(
+        program_id="trace-test",
+        name="Trace",
+        sponsor="Kab. Uji",
+        region_code="5318",
+        quota=10,
+        coverage_start=date(2025, 10, 1),
+        coverage_end=date(2025, 12, 31),
+    )
+    request = RegistrationRequested(
+        program_id="trace-test",
+        nik="5318015708900001",
+        full_name="Maria Bili",
+        birth_date="1990-08-17",
+        gender="F",
+        village="Desa Uji",
+        district="Loura",
+    )
+    async with running(*services), wire(kafka_bootstrap, [topics.CONTRIBUTION_INVOICED]) as seen:
+        async with EventClient(kafka_bootstrap) as client:
+            await client.publish(program)
+            headers = client.headers_for(request)
+            headers["traceparent"] = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+            await client.publish_raw(
+                request.TOPIC, request.model_dump_json().encode(), request.key(), headers
+            )
+        await seen.wait_for(topics.CONTRIBUTION_INVOICED, 1)
+
+    spans = [
+        s for s in exporter.get_finished_spans() if format(s.context.trace_id, "032x") == TRACE_ID
+    ]
+    by_id = {s.context.span_id: s for s in spans}
+
+    def ancestors(span):  # type: ignore[no-untyped-def]
+        chain = []
+        while span.parent is not None and span.parent.span_id in by_id:
+            span = by_id[span.parent.span_id]
+            chain.append(span)
+        return chain
+
+    hops = [
+        ("lindung-registration", topics.REGISTRATION_REQUESTED),
+        ("lindung-eligibility", topics.WORKER_REGISTERED),
+        ("lindung-billing", topics.ELIGIBILITY_CONFIRMED),
+    ]
+    process_spans = []
+    for service_name, topic in hops:
+        (span,) = [
+            s
+            for s in spans
+            if s.resource.attributes["service.name"] == service_name
+            and s.name == f"{topic} process"
+        ]
+        attributes = dict(span.attributes or {})
+        assert attributes["messaging.system"] == "kafka"
+        assert attributes["messaging.destination.name"] == topic
+        assert attributes["messaging.consumer.group.name"] == f"lindung-{service_name[8:]}.{topic}"
+        process_spans.append(span)
+    # Causal order: each service's processing descends from the previous service's.
+    assert process_spans[0] in ancestors(process_spans[1])
+    assert process_spans[1] in ancestors(process_spans[2])
+    assert [s.start_time for s in process_spans] == sorted(s.start_time for s in process_spans)
+    assert {s.resource.attributes["service.name"] for s in spans} >= {h[0] for h in hops}
