@@ -1635,18 +1635,24 @@ def _trigger_auth_problems(
     return problems
 
 
-def check_k8s_services() -> list[str]:
-    """Deployments, Services, probes, resources, migrations and secrets of the four services."""
-    problems: list[str] = []
+def _renderable() -> Iterator[tuple[str, Any, bool]]:
+    """(where, objects indexed by kind and name, is an overlay) of each kustomization that
+    renders; the ones that do not are reported by check_k8s_render."""
     overlays = set(overlay_dirs())
     for directory in kustomization_dirs():
         try:
             index = _index(rendered(directory))
         except (RenderError, OSError, KeyError, yaml.YAMLError):
             continue
-        where = str(directory.relative_to(ROOT))
+        yield str(directory.relative_to(ROOT)), index, directory in overlays
+
+
+def check_k8s_services() -> list[str]:
+    """Deployments, Services, probes, resources, migrations and secrets of the four services."""
+    problems: list[str] = []
+    for where, index, is_overlay in _renderable():
         for name in SERVICES:
-            problems += _deployment_problems(index, name, where, directory in overlays)
+            problems += _deployment_problems(index, name, where, is_overlay)
         extra = {n for (kind, n) in index if kind == "Deployment"} - set(SERVICES)
         if extra:
             problems.append(f"{where}: unexpected Deployments {sorted(extra)}")
@@ -1656,15 +1662,9 @@ def check_k8s_services() -> list[str]:
 def check_keda() -> list[str]:
     """A ScaledObject per service: a kafka trigger per consumed topic, with the runtime's group."""
     problems: list[str] = []
-    overlays = set(overlay_dirs())
-    for directory in kustomization_dirs():
-        try:
-            index = _index(rendered(directory))
-        except (RenderError, OSError, KeyError, yaml.YAMLError):
-            continue
-        where = str(directory.relative_to(ROOT))
+    for where, index, is_overlay in _renderable():
         for name in SERVICES:
-            problems += _scaled_object_problems(index, name, where, directory in overlays)
+            problems += _scaled_object_problems(index, name, where, is_overlay)
         if any(kind == "HorizontalPodAutoscaler" for kind, _ in index):
             problems.append(f"{where}: no HorizontalPodAutoscaler: KEDA creates them")
         targets = {

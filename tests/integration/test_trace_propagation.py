@@ -18,6 +18,7 @@ from lindung_eligibility.app import create_service as create_eligibility
 from lindung_eligibility.settings import EligibilitySettings
 from lindung_registration.app import create_service as create_registration
 from lindung_registration.settings import RegistrationSettings
+from lindung_runtime import Service
 from lindung_runtime.kafka import EventClient
 
 from .conftest import FAST, running, wire
@@ -25,6 +26,34 @@ from .conftest import FAST, running, wire
 pytestmark = pytest.mark.integration
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PROGRAM = ProgramPublished(
+    program_id="trace-test",
+    name="Trace",
+    sponsor="Kab. Uji",
+    region_code="5318",
+    quota=10,
+    coverage_start=date(2025, 10, 1),
+    coverage_end=date(2025, 12, 31),
+    staff_emails=["staf@example.go.id"],
+)
+REQUEST = RegistrationRequested(
+    program_id="trace-test",
+    nik="5318015708900001",
+    full_name="Maria Bili",
+    birth_date="1990-08-17",
+    gender="F",
+    village="Desa Uji",
+    district="Loura",
+)
+
+
+def three_services(bootstrap: str, data_dir: Path) -> tuple[Service, Service, Service]:
+    common = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "LINDUNG_DATA_DIR": str(data_dir), **FAST}
+    return (
+        create_registration(RegistrationSettings(**common)),
+        create_eligibility(EligibilitySettings(**common)),
+        create_billing(BillingSettings(**common)),
+    )
 
 
 def trace_id_of(headers: dict[str, str]) -> str:
@@ -34,31 +63,8 @@ def trace_id_of(headers: dict[str, str]) -> str:
 async def test_one_trace_follows_a_worker_from_registration_to_invoice(
     kafka_bootstrap: str, data_dir: Path
 ) -> None:
-    common = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "LINDUNG_DATA_DIR": str(data_dir), **FAST}
-    services = (
-        create_registration(RegistrationSettings(**common)),
-        create_eligibility(EligibilitySettings(**common)),
-        create_billing(BillingSettings(**common)),
-    )
-    program = ProgramPublished(
-        program_id="trace-test",
-        name="Trace",
-        sponsor="Kab. Uji",
-        region_code="5318",
-        quota=10,
-        coverage_start=date(2025, 10, 1),
-        coverage_end=date(2025, 12, 31),
-        staff_emails=["staf@example.go.id"],
-    )
-    request = RegistrationRequested(
-        program_id="trace-test",
-        nik="5318015708900001",
-        full_name="Maria Bili",
-        birth_date="1990-08-17",
-        gender="F",
-        village="Desa Uji",
-        district="Loura",
-    )
+    services = three_services(kafka_bootstrap, data_dir)
+    program, request = PROGRAM, REQUEST
     outputs = [topics.WORKER_REGISTERED, topics.ELIGIBILITY_CONFIRMED, topics.CONTRIBUTION_INVOICED]
     async with running(*services), wire(kafka_bootstrap, outputs) as seen:
         async with EventClient(kafka_bootstrap) as client:
@@ -91,32 +97,10 @@ async def test_one_trace_holds_every_service_span_in_causal_order(
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     exporter = InMemorySpanExporter()
-    common = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "LINDUNG_DATA_DIR": str(data_dir), **FAST}
-    services = (
-        create_registration(RegistrationSettings(**common)),
-        create_eligibility(EligibilitySettings(**common)),
-        create_billing(BillingSettings(**common)),
-    )
+    services = three_services(kafka_bootstrap, data_dir)
     for service in services:
         service.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    program = ProgramPublished(
-        program_id="trace-test",
-        name="Trace",
-        sponsor="Kab. Uji",
-        region_code="5318",
-        quota=10,
-        coverage_start=date(2025, 10, 1),
-        coverage_end=date(2025, 12, 31),
-    )
-    request = RegistrationRequested(
-        program_id="trace-test",
-        nik="5318015708900001",
-        full_name="Maria Bili",
-        birth_date="1990-08-17",
-        gender="F",
-        village="Desa Uji",
-        district="Loura",
-    )
+    program, request = PROGRAM, REQUEST
     async with running(*services), wire(kafka_bootstrap, [topics.CONTRIBUTION_INVOICED]) as seen:
         async with EventClient(kafka_bootstrap) as client:
             await client.publish(program)
