@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 import yaml
 from rich.console import Console
@@ -168,6 +169,11 @@ def register(
         report = asyncio.run(import_with_progress(client, file, program, console))
     except ApiError as error:
         console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    except httpx.HTTPError as error:
+        console.print(
+            f"[red]The registration API at {client.base_url} did not answer: {error!r}[/]"
+        )
         raise typer.Exit(1) from None
     print_import_report(report, console)
     if report["rejected"]:
