@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from aiokafka.errors import MessageSizeTooLargeError
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
@@ -52,6 +53,8 @@ ERROR_HEADER = "x-lindung-error"
 ERROR_CODE_HEADER = "x-lindung-error-code"
 SERVICE_HEADER = "x-lindung-service"
 ORIGINAL_TOPIC_HEADER = "x-lindung-original-topic"
+TRUNCATED_HEADER = "x-lindung-truncated-from-bytes"
+TRUNCATED_BODY_BYTES = 64 * 1024
 INFRA_ERRORS = (
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
@@ -291,7 +294,7 @@ class BatchProcessor:
                     await self.route.handler(delivery.event, uow)
                     handler_seconds.observe(time.perf_counter() - began)
                 uow.mark_processed(topic, delivery.event_id)
-            await uow.session.commit()
+            await uow.commit()
         consumed = service.metrics.consumed
         consumed.labels(service.name, topic, "processed").inc(len(todo))
         if len(batch) > len(todo):
@@ -323,12 +326,25 @@ class BatchProcessor:
                 "x-lindung-failed-at": datetime.now(UTC).isoformat(),
             }
         )
-        await self.service.broker.publish(
-            delivery.value,
-            topic=dead_letter_topic(delivery.topic),
-            key=delivery.key,
-            headers=headers,
-        )
+        try:
+            await self.service.broker.publish(
+                delivery.value,
+                topic=dead_letter_topic(delivery.topic),
+                key=delivery.key,
+                headers=headers,
+            )
+        except MessageSizeTooLargeError:
+            # A record near the largest allowed no longer fits once the error headers are added,
+            # and retrying would replay the batch forever: keep the start of the body and say so
+            # (the original stays at its topic, partition and offset, given above).
+            headers = {k: v[:4096] for k, v in headers.items()}
+            headers[TRUNCATED_HEADER] = str(len(delivery.value))
+            await self.service.broker.publish(
+                delivery.value[:TRUNCATED_BODY_BYTES],
+                topic=dead_letter_topic(delivery.topic),
+                key=delivery.key[:1024] if delivery.key else delivery.key,
+                headers=headers,
+            )
         self.service.dead_lettered += 1
         metrics = self.service.metrics
         metrics.dead_letters.labels(self.service.name, delivery.topic, code).inc()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Column, DateTime, Index, Text, delete, inspect, or_, update
+from sqlalchemy import Column, DateTime, Index, Text, delete, insert, inspect, or_, update
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -79,6 +79,9 @@ class UnitOfWork:
         self._locked: dict[tuple[type[Any], tuple[Any, ...]], Any] = {}
         self._preloaded: dict[tuple[type[Any], str], dict[Any, list[Any]]] = {}
         self._added_by: dict[tuple[type[Any], str], dict[Any, list[Any]]] = {}
+        self._loaded: dict[tuple[type[Any], tuple[Any, ...]], Any] = {}
+        self._outbox_rows: list[dict[str, Any]] = []
+        self._inbox_rows: list[dict[str, Any]] = []
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -117,9 +120,16 @@ class UnitOfWork:
         if index is not None and key in index:
             rows = index[key]
             return rows[0] if rows else None
+        loaded = self._loaded.get((model, ident))
+        if loaded is not None:
+            return loaded  # type: ignore[no-any-return]
         row = await self.session.get(model, key)
         if row is None:
             self._absent.add((model, ident))  # asked once per batch, not once per record
+        else:
+            # Held here because the session's identity map holds rows weakly: a row nobody
+            # references would be queried again for the next record of the batch.
+            self._loaded[(model, ident)] = row
         return row
 
     async def preload(self, model: type[T], column: Any, values: Iterable[Any]) -> None:
@@ -161,20 +171,33 @@ class UnitOfWork:
         now = self.now()
         headers = cloudevent_headers(event.ce_type(), self.source, time=now)
         headers.update(current_trace_headers())
-        self.session.add(
-            OutboxMessage(
-                event_id=headers["ce_id"],
-                topic=event.TOPIC,
-                key=event.key(),
-                event_type=event.ce_type(),
-                payload=event.model_dump_json(),
-                headers=json.dumps(headers),
-                created_at=now,
-            )
+        self._outbox_rows.append(
+            {
+                "event_id": headers["ce_id"],
+                "topic": event.TOPIC,
+                "key": event.key(),
+                "event_type": event.ce_type(),
+                "payload": event.model_dump_json(),
+                "headers": json.dumps(headers),
+                "created_at": now,
+            }
         )
 
     def mark_processed(self, topic: str, event_id: str) -> None:
-        self.session.add(InboxMessage(topic=topic, event_id=event_id, processed_at=self.now()))
+        self._inbox_rows.append({"topic": topic, "event_id": event_id, "processed_at": self.now()})
+
+    async def commit(self) -> None:
+        """Commit the state changes together with the queued outbox and inbox rows.
+
+        Those rows go in as one multi-row INSERT per table (Core, no ORM objects): the ORM would
+        insert outbox rows one statement at a time to learn each new id, which nobody needs.
+        """
+        if self._outbox_rows:
+            await self.session.execute(insert(OutboxMessage), self._outbox_rows)
+        if self._inbox_rows:
+            await self.session.execute(insert(InboxMessage), self._inbox_rows)
+        await self.session.commit()
+        self._outbox_rows, self._inbox_rows = [], []
 
 
 class OutboxRelay:

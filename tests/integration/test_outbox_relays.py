@@ -44,7 +44,7 @@ async def test_two_relays_on_one_database_publish_every_row_exactly_once(data_di
         uow = UnitOfWork(session, clock, "/test")
         for offset in range(ROWS):
             uow.emit(DayStarted(date=date(2025, 10, 1) + timedelta(days=offset)))
-        await session.commit()
+        await uow.commit()
 
     brokers = [RecordingBroker(), RecordingBroker()]
     databases = [Database(url), Database(url)]  # two instances: two engines, two pools

@@ -154,7 +154,7 @@ class DigestDispatcher:
                     sent_at=digest.sent_at,
                 )
             )
-            await uow.session.commit()
+            await uow.commit()
         self.service.outbox.wake()
         log.info(
             "digest_sent",
@@ -175,7 +175,7 @@ class DigestDispatcher:
             digest.next_attempt_at = uow.now() + timedelta(seconds=delay * random.uniform(0.5, 1.0))
             digest.last_error = error
             uow.add(digest)
-            await uow.session.commit()
+            await uow.commit()
         log.warning(
             "digest_send_postponed", digest_id=digest_id, attempts=digest.send_attempts, error=error
         )

@@ -467,7 +467,7 @@ async def _register_one(service: Service, request: RegistrationRequested) -> Out
             try:
                 async with service.unit_of_work() as uow:
                     outcome = await register(request, uow, None)
-                    await uow.session.commit()
+                    await uow.commit()
                 break
             except sa_exc.IntegrityError:
                 # The same worker registered by another intake at this very moment: ask again,

@@ -240,7 +240,7 @@ class Importer:
             stored.repeated += counts["repeated"]
             stored.rejected += counts["rejected"]
             uow.session.add(stored)
-            await uow.session.commit()
+            await uow.commit()
         job.rows_done = stored.rows_done
 
     def _request(self, job: ImportJob, values: dict[str, str]) -> RegistrationRequested:
