@@ -1,0 +1,495 @@
+"""Lindung pipeline benchmark: the raw broker, each service alone, and the whole pipeline.
+
+    .venv/bin/python bench/pipeline.py                 # N = 10,000 and 100,000 (about 10 min)
+    .venv/bin/python bench/pipeline.py --sizes 10000   # quicker
+
+Everything runs on this machine in one run: the embedded broker (Tansu, memory storage), each
+service as its own process with its own SQLite file (as `lindung up` runs them). Figures are
+ratios against the raw broker measured in the same run, so they travel between machines better
+than absolute rates. Prints a table and writes bench/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from lindung_cli.stack import Stack, StackSettings
+from lindung_contracts import (
+    CoverageExpiring,
+    DayStarted,
+    EligibilityConfirmed,
+    Event,
+    ProgramPublished,
+    RegistrationRequested,
+    WorkerRegistered,
+    topics,
+)
+from lindung_runtime.embedded import EmbeddedKafka
+from lindung_runtime.kafka import EventClient, TopicReader, ensure_topics
+
+ROOT = Path(__file__).resolve().parent
+PROGRAM = "bench-2025q4"
+START = date(2025, 10, 1)
+END = date(2025, 12, 31)
+console = Console()
+
+
+# --- workload -----------------------------------------------------------------------------------
+
+
+def program(quota: int) -> ProgramPublished:
+    return ProgramPublished(
+        program_id=PROGRAM,
+        name="Benchmark",
+        sponsor="Pemerintah Kabupaten Sumba Barat Daya",
+        region_code="5318",
+        quota=quota,
+        coverage_start=START,
+        coverage_end=END,
+        staff_emails=["bench@example.go.id"],
+    )
+
+
+@dataclass(frozen=True)
+class Person:
+    nik: str
+    born: date
+    gender: str
+    district: str
+
+
+def person(i: int) -> Person:
+    """A distinct valid NIK for every i < 11 * 9,999 * 3,000 (region, birth date, serial)."""
+    district = f"{i % 11 + 1:02d}"
+    serial = (i // 11) % 9999 + 1
+    born = date(1970, 1, 1) + timedelta(days=(i // (11 * 9999)) % 3000)
+    gender = "F" if i % 2 else "M"
+    day = born.day + (40 if gender == "F" else 0)
+    nik = f"5318{district}{day:02d}{born.month:02d}{born.year % 100:02d}{serial:04d}"
+    return Person(nik, born, gender, district)
+
+
+def registration_request(i: int) -> RegistrationRequested:
+    p = person(i)
+    return RegistrationRequested(
+        program_id=PROGRAM,
+        nik=p.nik,
+        full_name=f"Pekerja {i}",
+        birth_date=p.born.strftime("%d/%m/%Y"),
+        gender="L" if p.gender == "M" else "P",
+        occupation="Petani",
+        village=f"Desa {i % 173}",
+        district=f"Kecamatan {p.district}",
+        phone="0812" + f"{i % 100_000_000:08d}" if i % 3 == 0 else None,
+    )
+
+
+def worker_registered(i: int) -> WorkerRegistered:
+    p = person(i)
+    return WorkerRegistered(
+        worker_id=f"w-{i}",
+        program_id=PROGRAM,
+        nik=p.nik,
+        full_name=f"Pekerja {i}",
+        birth_date=p.born,
+        gender=p.gender,  # type: ignore[arg-type]
+        village=f"Desa {i % 173}",
+        district=f"Kecamatan {p.district}",
+        registered_at=datetime(2025, 9, 30, tzinfo=UTC),
+    )
+
+
+def eligibility_confirmed(i: int) -> EligibilityConfirmed:
+    p = person(i)
+    return EligibilityConfirmed(
+        worker_id=f"w-{i}",
+        program_id=PROGRAM,
+        nik=p.nik,
+        coverage_start=START,
+        coverage_end=END,
+        decided_at=datetime(2025, 10, 1, tzinfo=UTC),
+    )
+
+
+def coverage_expiring(i: int, n: int) -> CoverageExpiring:
+    p = person(i)
+    return CoverageExpiring(
+        worker_id=f"w-{i}",
+        program_id=PROGRAM,
+        nik=p.nik,
+        coverage_end=END,
+        days_left=30,
+        alert_id=f"{PROGRAM}/30",
+        alert_size=n,
+    )
+
+
+# --- measurement helpers ------------------------------------------------------------------------
+
+
+async def publish(bootstrap: str, events: Sequence[Event]) -> float:
+    """Publish without waiting on each send (as the outbox relay does); returns seconds."""
+    started = time.perf_counter()
+    async with EventClient(bootstrap, source="/lindung/bench") as client:
+        for start in range(0, len(events), 5000):
+            await client.publish_many(events[start : start + 5000])
+    return time.perf_counter() - started
+
+
+async def wait_for_count(
+    bootstrap: str, topic: str, n: int, timeout: float, poll: float = 0.25
+) -> tuple[float, float]:
+    """(when the first record appeared, when the n-th did), as perf_counter times. Records are
+    read and counted (end minus beginning offsets is not a record count on every broker)."""
+    first = None
+    count = 0
+    deadline = time.perf_counter() + timeout
+    async with TopicReader(bootstrap, [topic]) as reader:
+        while True:
+            count += len(await reader.read_new())
+            now = time.perf_counter()
+            if count and first is None:
+                first = now
+            if count >= n:
+                return first or now, now
+            if now > deadline:
+                raise TimeoutError(f"{topic}: {count:,} of {n:,} after {timeout:.0f}s")
+            await asyncio.sleep(poll)
+
+
+async def wait_for_lag_zero(
+    bootstrap: str, group: str, topic: str, n: int, timeout: float
+) -> tuple[float, float]:
+    """(when the group first committed, when it committed past all n records)."""
+    first = None
+    deadline = time.perf_counter() + timeout
+    async with EventClient(bootstrap) as client:
+        while True:
+            lag = await client.lag(group, [topic])
+            now = time.perf_counter()
+            if lag < n and first is None:
+                first = now
+            if lag == 0:
+                return first or now, now
+            if now > deadline:
+                raise TimeoutError(f"{group}: lag {lag:,} after {timeout:.0f}s")
+            await asyncio.sleep(0.25)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM: the process's peak resident set size so far."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- the measurements ---------------------------------------------------------------------------
+
+
+async def raw_broker(bootstrap: str, n: int, size: int) -> dict[str, float]:
+    """The ceiling: aiokafka producing (acks=all, no wait per send) and consuming n messages of
+    `size` bytes, no processing at all."""
+    await ensure_topics(bootstrap, ["bench.raw"], 4)
+    payload = b"x" * size
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    started = time.perf_counter()
+    pending = [await producer.send("bench.raw", payload, key=str(i).encode()) for i in range(n)]
+    await asyncio.gather(*pending)
+    produce_s = time.perf_counter() - started
+    await producer.stop()
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    await consumer.topics()
+    parts = [TopicPartition("bench.raw", p) for p in consumer.partitions_for_topic("bench.raw")]
+    consumer.assign(parts)
+    await consumer.seek_to_beginning(*parts)
+    started = time.perf_counter()
+    got = 0
+    while got < n:
+        batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+        got += sum(len(m) for m in batch.values())
+    consume_s = time.perf_counter() - started
+    await consumer.stop()
+    return {"produce_per_s": n / produce_s, "consume_per_s": n / consume_s}
+
+
+@dataclass
+class ServiceCase:
+    name: str
+    input_topic: str
+    setup: Callable[[int], list[Event]]  # what must be there before the input (programme, day)
+    inputs: Callable[[int], list[Event]]
+
+
+CASES = [
+    ServiceCase(
+        "registration",
+        topics.REGISTRATION_REQUESTED,
+        lambda n: [],
+        lambda n: [registration_request(i) for i in range(n)],
+    ),
+    ServiceCase(
+        "eligibility",
+        topics.WORKER_REGISTERED,
+        lambda n: [program(n), DayStarted(date=START)],
+        lambda n: [worker_registered(i) for i in range(n)],
+    ),
+    ServiceCase(
+        "billing",
+        topics.ELIGIBILITY_CONFIRMED,
+        lambda n: [program(n), DayStarted(date=START)],
+        lambda n: [eligibility_confirmed(i) for i in range(n)],
+    ),
+    ServiceCase(
+        "notification",
+        topics.COVERAGE_EXPIRING,
+        lambda n: [program(n)],
+        lambda n: [coverage_expiring(i, n) for i in range(n)],
+    ),
+]
+
+
+async def one_service(case: ServiceCase, n: int, work: Path) -> dict[str, float]:
+    """The service alone, its input topic already holding n events: sustained events/s from its
+    first commit to its last (the consumer-group join is left out)."""
+    broker = EmbeddedKafka(work / f"{case.name}-broker.log")
+    bootstrap = await broker.start()
+    try:
+        await ensure_topics(bootstrap, None, 4)
+        await publish(bootstrap, case.setup(n))
+        await publish(bootstrap, case.inputs(n))
+        settings = StackSettings(
+            LINDUNG_DATA_DIR=str(work / case.name),
+            KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+            LOG_LEVEL="WARNING",
+            REGISTRATION_HTTP_PORT=0,
+        )
+        async with Stack(settings, services=(case.name,)) as stack:
+            first, last = await wait_for_lag_zero(
+                bootstrap, f"lindung-{case.name}.{case.input_topic}", case.input_topic, n, 600
+            )
+            pid = stack.children[0].process.pid  # type: ignore[union-attr]
+            rss = peak_rss_mb(pid)
+        return {"events_per_s": n / max(last - first, 1e-3), "peak_rss_mb": rss}
+    finally:
+        broker.stop()
+
+
+async def end_to_end(n: int, work: Path) -> dict[str, Any]:
+    """All four services and the broker on this machine: n registrations published at once,
+    until n ContributionInvoiced are on the topic."""
+    broker = EmbeddedKafka(work / f"e2e-{n}-broker.log")
+    bootstrap = await broker.start()
+    try:
+        settings = StackSettings(
+            LINDUNG_DATA_DIR=str(work / f"e2e-{n}"),
+            KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+            LOG_LEVEL="WARNING",
+            REGISTRATION_HTTP_PORT=0,
+        )
+        async with Stack(settings) as stack:
+            await publish(bootstrap, [program(n), DayStarted(date=START)])
+            requests = [registration_request(i) for i in range(n)]
+            await asyncio.sleep(8)  # consumer groups join (measured 5 s on Tansu)
+            started = time.perf_counter()
+            await publish(bootstrap, requests)
+            published = time.perf_counter() - started
+            try:
+                _, done = await wait_for_count(
+                    bootstrap, topics.CONTRIBUTION_INVOICED, n, timeout=max(120, n / 50)
+                )
+            except TimeoutError:
+                console.print(f"[red]stalled[/] (logs: {stack.logs})")
+                raise
+            elapsed = done - started
+            rss = {c.name: peak_rss_mb(c.process.pid) for c in stack.children if c.process}
+        return {
+            "n": n,
+            "seconds": elapsed,
+            "workers_per_s": n / elapsed,
+            "publish_seconds": published,
+            "peak_rss_mb": rss,
+        }
+    finally:
+        broker.stop()
+
+
+async def latency(rate: float, seconds: float, work: Path) -> dict[str, float]:
+    """RegistrationRequested → ContributionInvoiced at a steady offered load, per worker."""
+    n = int(rate * seconds)
+    broker = EmbeddedKafka(work / "latency-broker.log")
+    bootstrap = await broker.start()
+    try:
+        settings = StackSettings(
+            LINDUNG_DATA_DIR=str(work / "latency"),
+            KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+            LOG_LEVEL="WARNING",
+            REGISTRATION_HTTP_PORT=0,
+        )
+        async with Stack(settings):
+            await publish(bootstrap, [program(n), DayStarted(date=START)])
+            await asyncio.sleep(8)
+            sent: dict[str, float] = {}
+            seen: dict[str, float] = {}
+            consumer = AIOKafkaConsumer(
+                topics.CONTRIBUTION_INVOICED,
+                bootstrap_servers=bootstrap,
+                group_id=None,
+                auto_offset_reset="earliest",
+            )
+            await consumer.start()
+
+            async def observe() -> None:
+                while len(seen) < n:
+                    batch = await consumer.getmany(timeout_ms=100)
+                    now = time.perf_counter()
+                    for messages in batch.values():
+                        for m in messages:
+                            seen.setdefault(json.loads(m.value)["nik"], now)
+
+            watcher = asyncio.create_task(observe())
+            async with EventClient(bootstrap, source="/lindung/bench") as client:
+                tick = 0.05
+                per_tick = max(1, round(rate * tick))
+                started = time.perf_counter()
+                for start in range(0, n, per_tick):
+                    chunk = [
+                        registration_request(i) for i in range(start, min(n, start + per_tick))
+                    ]
+                    await client.publish_many(chunk)
+                    now = time.perf_counter()
+                    for request in chunk:
+                        sent[request.nik] = now
+                    target = started + (start + per_tick) / rate
+                    await asyncio.sleep(max(0.0, target - time.perf_counter()))
+            await asyncio.wait_for(watcher, timeout=300)
+            await consumer.stop()
+        values = [(seen[k] - sent[k]) * 1000 for k in sent if k in seen]
+        return {
+            "offered_per_s": rate,
+            "workers": len(values),
+            "p50_ms": percentile(values, 0.50),
+            "p95_ms": percentile(values, 0.95),
+            "p99_ms": percentile(values, 0.99),
+            "mean_ms": statistics.fmean(values),
+        }
+    finally:
+        broker.stop()
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+async def main(sizes: list[int], service_n: int, latency_rate: float, latency_s: float) -> None:
+    work = Path(tempfile.mkdtemp(prefix="lindung-bench-"))
+    results: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "command": "python bench/pipeline.py " + " ".join(sys.argv[1:]),
+    }
+    try:
+        broker = EmbeddedKafka(work / "raw-broker.log")
+        bootstrap = await broker.start()
+        size = len(registration_request(1).model_dump_json())
+        try:
+            results["raw_broker"] = {
+                "message_bytes": size,
+                **await raw_broker(bootstrap, 100_000, size),
+            }
+        finally:
+            broker.stop()
+        console.print(f"raw broker: {results['raw_broker']}")
+        raw = results["raw_broker"]["consume_per_s"]
+
+        results["services"] = {}
+        for case in CASES:
+            figures = await one_service(case, service_n, work)
+            figures["ratio_to_raw_consume"] = figures["events_per_s"] / raw
+            results["services"][case.name] = figures
+            console.print(f"{case.name}: {figures}")
+
+        results["end_to_end"] = []
+        for n in sizes:
+            figures = await end_to_end(n, work)
+            figures["ratio_to_raw_consume"] = figures["workers_per_s"] / raw
+            results["end_to_end"].append(figures)
+            console.print(f"end to end {n:,}: {figures}")
+
+        results["latency"] = await latency(latency_rate, latency_s, work)
+        console.print(f"latency: {results['latency']}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    (ROOT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    console.print(render_table(results))
+    console.print(f"Written to {ROOT / 'results.json'}")
+
+
+def render_table(results: dict[str, Any]) -> Table:
+    raw = results["raw_broker"]
+    table = Table(title=f"Lindung pipeline ({results['machine']['cpus']} CPUs, embedded broker)")
+    for column in ("measure", "rate", "ratio to raw consume", "peak RSS"):
+        table.add_column(column, justify="right" if column != "measure" else "left")
+    table.add_row(
+        f"raw broker produce ({raw['message_bytes']} B)", f"{raw['produce_per_s']:,.0f}/s", "", ""
+    )
+    table.add_row("raw broker consume", f"{raw['consume_per_s']:,.0f}/s", "1.00", "")
+    for name, f in results["services"].items():
+        table.add_row(
+            f"{name} alone",
+            f"{f['events_per_s']:,.0f}/s",
+            f"{f['ratio_to_raw_consume']:.3f}",
+            f"{f['peak_rss_mb']:.0f} MB",
+        )
+    for f in results["end_to_end"]:
+        table.add_row(
+            f"end to end, N={f['n']:,}",
+            f"{f['workers_per_s']:,.0f} workers/s",
+            f"{f['ratio_to_raw_consume']:.3f}",
+            " / ".join(f"{v:.0f}" for v in f["peak_rss_mb"].values()) + " MB",
+        )
+    lat = results["latency"]
+    table.add_row(
+        f"latency at {lat['offered_per_s']:,.0f}/s offered",
+        f"p50 {lat['p50_ms']:,.0f} ms, p95 {lat['p95_ms']:,.0f} ms, p99 {lat['p99_ms']:,.0f} ms",
+        "",
+        "",
+    )
+    return table
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--service-n", type=int, default=20_000, help="events per service run")
+    parser.add_argument("--latency-rate", type=float, default=500.0, help="offered workers/s")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    asyncio.run(main(args.sizes, args.service_n, args.latency_rate, args.latency_seconds))
