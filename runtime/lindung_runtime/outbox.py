@@ -192,10 +192,12 @@ class UnitOfWork:
         Those rows go in as one multi-row INSERT per table (Core, no ORM objects): the ORM would
         insert outbox rows one statement at a time to learn each new id, which nobody needs.
         """
-        if self._outbox_rows:
-            await self.session.execute(insert(OutboxMessage), self._outbox_rows)
-        if self._inbox_rows:
-            await self.session.execute(insert(InboxMessage), self._inbox_rows)
+        if self._outbox_rows or self._inbox_rows:
+            connection = await self.session.connection()  # the session's own transaction
+            if self._outbox_rows:
+                await connection.execute(insert(OutboxMessage), self._outbox_rows)
+            if self._inbox_rows:
+                await connection.execute(insert(InboxMessage), self._inbox_rows)
         await self.session.commit()
         self._outbox_rows, self._inbox_rows = [], []
 
