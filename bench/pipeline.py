@@ -433,6 +433,7 @@ async def main(sizes: list[int], service_n: int, latency_rate: float, latency_s:
             figures["ratio_to_raw_consume"] = figures["events_per_s"] / raw
             results["services"][case.name] = figures
             console.print(f"{case.name}: {figures}")
+            save(results)
 
         results["end_to_end"] = []
         for n in sizes:
@@ -440,14 +441,20 @@ async def main(sizes: list[int], service_n: int, latency_rate: float, latency_s:
             figures["ratio_to_raw_consume"] = figures["workers_per_s"] / raw
             results["end_to_end"].append(figures)
             console.print(f"end to end {n:,}: {figures}")
+            save(results)
 
         results["latency"] = await latency(latency_rate, latency_s, work)
         console.print(f"latency: {results['latency']}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    (ROOT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    save(results)
     console.print(render_table(results))
     console.print(f"Written to {ROOT / 'results.json'}")
+
+
+def save(results: dict[str, Any]) -> None:
+    """After every stage, so that an interrupted run still leaves what it measured."""
+    (ROOT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 def render_table(results: dict[str, Any]) -> Table:
