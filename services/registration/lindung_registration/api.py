@@ -7,6 +7,7 @@ Bahasa Indonesia and English, in the same shape as the `RegistrationRejected` ev
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -62,6 +63,7 @@ ProgramId = Annotated[
     Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Programme id, e.g. sbd-2025q4"),
 ]
 Text = Annotated[str, Field(max_length=1000)]
+IMPORT_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -353,7 +355,9 @@ def _router(service: Service, importer: Importer) -> APIRouter:
         )
 
     async def visible_job(import_id: str, key: ApiKey) -> ImportJob:
-        job = await importer.job(import_id[:32])
+        # Ids are 32 hex digits; anything else (a NUL byte, say, which PostgreSQL cannot even
+        # compare) is simply not an import.
+        job = await importer.job(import_id) if IMPORT_ID.fullmatch(import_id) else None
         if job is None:
             raise HTTPException(404, "Impor tidak ditemukan / No such import")
         if key.role != "operator" and job.submitted_by != key.name:
