@@ -14,7 +14,7 @@ import httpx
 
 from lindung_cli.stack import STACK_FILE
 from lindung_contracts import RegistrationRequested
-from lindung_registration.spreadsheet import format_of, read_rows
+from lindung_registration.spreadsheet import format_of, read_rows, request_from_row
 from lindung_runtime.settings import LindungSettings
 
 DEFAULT_API_URL = "http://127.0.0.1:8080"
@@ -27,17 +27,7 @@ def read_requests(path: Path, program_id: str | None) -> Iterator[RegistrationRe
         program = program_id or values.get("program_id")
         if not program:
             raise ValueError(f"{path}: no program column; pass --program")
-        yield RegistrationRequested(
-            program_id=program,
-            nik=values.get("nik", ""),
-            full_name=values.get("full_name", ""),
-            birth_date=values.get("birth_date", ""),
-            gender=values.get("gender", ""),
-            occupation=values.get("occupation", ""),
-            village=values.get("village", ""),
-            district=values.get("district", ""),
-            phone=values.get("phone") or None,
-        )
+        yield request_from_row(program, values)
 
 
 def resolve_api_url(settings: LindungSettings, explicit: str | None) -> str:

@@ -29,7 +29,7 @@ from lindung_registration.auth import ApiKey
 from lindung_registration.db import ImportJob, ImportRow
 from lindung_registration.domain import printable
 from lindung_registration.handlers import preload_workers, register
-from lindung_registration.spreadsheet import SpreadsheetError, read_rows
+from lindung_registration.spreadsheet import SpreadsheetError, read_rows, request_from_row
 from lindung_runtime.logging import get_logger
 
 if TYPE_CHECKING:
@@ -199,7 +199,9 @@ class Importer:
     async def _apply_chunk(self, job: ImportJob, chunk: list[tuple[int, dict[str, str]]]) -> None:
         tracer = self.service.tracer
         async with self.service.unit_of_work() as uow:
-            requests = [(number, self._request(job, values)) for number, values in chunk]
+            requests = [
+                (number, request_from_row(job.program_id, values)) for number, values in chunk
+            ]
             await preload_workers([r for _, r in requests], uow)
             counts = {"registered": 0, "repeated": 0, "rejected": 0}
             for (number, request), (_, values) in zip(requests, chunk, strict=True):
@@ -242,19 +244,6 @@ class Importer:
             uow.session.add(stored)
             await uow.commit()
         job.rows_done = stored.rows_done
-
-    def _request(self, job: ImportJob, values: dict[str, str]) -> RegistrationRequested:
-        return RegistrationRequested(
-            program_id=job.program_id,
-            nik=values.get("nik", ""),
-            full_name=values.get("full_name", ""),
-            birth_date=values.get("birth_date", ""),
-            gender=values.get("gender", ""),
-            occupation=values.get("occupation", ""),
-            village=values.get("village", ""),
-            district=values.get("district", ""),
-            phone=values.get("phone") or None,
-        )
 
     @staticmethod
     def _in_scope(job: ImportJob, request: RegistrationRequested) -> bool:

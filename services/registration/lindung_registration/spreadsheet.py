@@ -13,6 +13,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from lindung_contracts import RegistrationRequested
+
 #: Column headers accepted for each field (compared case-, space- and underscore-insensitively).
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "program_id": ("program_id", "program", "kode program"),
@@ -125,6 +127,21 @@ def _cell_text(value: Any) -> str:
 
 def template_csv() -> str:
     return _csv_line(list(TEMPLATE_COLUMNS))
+
+
+def request_from_row(program_id: str, values: dict[str, str]) -> RegistrationRequested:
+    """A row as a registration request, values as given (the domain judges them)."""
+    return RegistrationRequested(
+        program_id=program_id,
+        nik=values.get("nik", ""),
+        full_name=values.get("full_name", ""),
+        birth_date=values.get("birth_date", ""),
+        gender=values.get("gender", ""),
+        occupation=values.get("occupation", ""),
+        village=values.get("village", ""),
+        district=values.get("district", ""),
+        phone=values.get("phone") or None,
+    )
 
 
 def _csv_line(values: list[Any]) -> str:
