@@ -1,0 +1,792 @@
+"""The chaos tests' harness: the four services as separate processes (`lindung up`'s supervisor,
+`Stack`) against a real broker process (Tansu) that the test owns and may stop, and a real SMTP
+server (aiosmtpd) the test can take down or make refuse; a seeded workload with known outcomes;
+and a census that reads every output topic and counts, per worker, the *distinct* events
+(CloudEvents ids) each step produced.
+
+What "lost" and "duplicated" mean (the same in every scenario):
+
+- Publishing is at-least-once (the outbox marks a row sent only after the broker acknowledged it),
+  so after a crash the same event may appear twice on a topic under the SAME `ce_id`. That is not
+  a duplicate: every consumer skips an id its inbox has seen. Such re-sent records are counted
+  and shown (`re-sent records`), never hidden.
+- A DUPLICATE is an effect that happened twice: a request answered by two different rejections, a
+  worker registered, decided, invoiced, activated or alerted under two different event ids, a
+  worker both confirmed and rejected, more than one digest announced, a digest mail accepted by
+  the mail server more than once, an invoice whose total is not the sum of its lines, or more
+  seats taken than the quota.
+- LOST is an expected effect that never happened: a request neither registered nor rejected, a
+  registered worker without a decision, a confirmed one without an invoice line (or activation,
+  or expiry alert, once those steps run), a worker missing from the digest mail, or no mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import email
+import email.policy
+import io
+import os
+import signal
+import sqlite3
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from aiosmtpd.controller import Controller
+
+from lindung_cli.stack import Child, Stack, StackSettings
+from lindung_contracts import (
+    DayStarted,
+    Event,
+    PaymentReceived,
+    ProgramPublished,
+    RegistrationRequested,
+    cloudevent_headers,
+    topics,
+)
+from lindung_runtime.embedded import EmbeddedKafka, free_port
+from lindung_runtime.kafka import EventClient, Record, TopicReader, ensure_topics
+
+PROGRAM = "chaos-2025q4"
+START = date(2025, 10, 1)
+END = date(2025, 12, 31)
+ALERT_DAY = date(2025, 12, 1)  # 30 days before END: billing alerts, notification mails a digest
+STAFF = ["chaos@example.go.id"]
+ID_NAMESPACE = uuid.UUID("0c4a05a1-5e11-4c1d-9f0e-6b2f3c9d7e21")
+
+#: Every consumer group of the system: one per (service, topic) (Service.group_for).
+CONSUMES: dict[str, tuple[str, ...]] = {
+    "registration": (
+        topics.REGISTRATION_REQUESTED,
+        topics.WORKER_REGISTERED,
+        topics.REGISTRATION_REJECTED,
+        topics.ELIGIBILITY_CONFIRMED,
+        topics.ELIGIBILITY_REJECTED,
+        topics.CONTRIBUTION_INVOICED,
+        topics.PAYMENT_RECEIVED,
+        topics.COVERAGE_ACTIVATED,
+        topics.COVERAGE_EXPIRING,
+    ),
+    "eligibility": (topics.PROGRAM_PUBLISHED, topics.DAY_STARTED, topics.WORKER_REGISTERED),
+    "billing": (
+        topics.PROGRAM_PUBLISHED,
+        topics.ELIGIBILITY_CONFIRMED,
+        topics.PAYMENT_RECEIVED,
+        topics.DAY_STARTED,
+    ),
+    "notification": (topics.PROGRAM_PUBLISHED, topics.COVERAGE_EXPIRING),
+}
+SERVICES = tuple(CONSUMES)
+
+
+def group(service: str, topic: str) -> str:
+    return f"lindung-{service}.{topic}"
+
+
+def consumers_of(topic: str) -> list[str]:
+    return [service for service, consumed in CONSUMES.items() if topic in consumed]
+
+
+def event_id(*parts: object) -> str:
+    """Upstream systems' ids are stable: a re-sent request carries the id it had the first time."""
+    return str(uuid.uuid5(ID_NAMESPACE, "/".join(str(p) for p in parts)))
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+# --- the workload -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    event_id: str
+    event: RegistrationRequested
+    kind: str  # "eligible", "underage" (eligibility rejects it) or "invalid" (registration does)
+
+
+@dataclass
+class Workload:
+    """N registration requests with known outcomes, and the programme they are for.
+
+    One in 20 has an invalid gender (registration rejects it), one in 25 of the rest was born in
+    2010 (eligibility rejects it: under 18), and the quota leaves `over_quota` eligible workers
+    without a seat (quota_exhausted): confirmed == quota exactly, whatever crashed meanwhile.
+    """
+
+    seed: int
+    requests: list[Request]
+    quota: int
+    over_quota: int
+
+    @classmethod
+    def generate(cls, n: int, seed: int, over_quota: int = 40) -> Workload:
+        requests = []
+        for i in range(n):
+            kind = "invalid" if i % 20 == 7 else "underage" if i % 25 == 3 else "eligible"
+            requests.append(Request(event_id(seed, "request", i), _request(i, kind), kind))
+        eligible = sum(1 for r in requests if r.kind == "eligible")
+        return cls(seed, requests, quota=eligible - over_quota, over_quota=over_quota)
+
+    def of_kind(self, kind: str) -> list[Request]:
+        return [r for r in self.requests if r.kind == kind]
+
+    @property
+    def valid_niks(self) -> set[str]:
+        return {r.event.nik for r in self.requests if r.kind != "invalid"}
+
+    @property
+    def invalid_ids(self) -> set[str]:
+        return {r.event_id for r in self.requests if r.kind == "invalid"}
+
+    @property
+    def underage_niks(self) -> set[str]:
+        return {r.event.nik for r in self.requests if r.kind == "underage"}
+
+    def program(self) -> ProgramPublished:
+        return ProgramPublished(
+            program_id=PROGRAM,
+            name="Chaos",
+            sponsor="Pemerintah Kabupaten Sumba Barat Daya",
+            region_code="5318",
+            quota=self.quota,
+            coverage_start=START,
+            coverage_end=END,
+            alert_days_before_end=[30],
+            staff_emails=STAFF,
+        )
+
+    def setup(self) -> list[tuple[str, Event]]:
+        """The programme and the first business day, with stable ids (re-sendable)."""
+        return [
+            (event_id(self.seed, "program"), self.program()),
+            (event_id(self.seed, "day", START), DayStarted(date=START)),
+        ]
+
+    def payment(self, amount: int) -> tuple[str, PaymentReceived]:
+        return event_id(self.seed, "payment"), PaymentReceived(
+            invoice_id=f"INV-{PROGRAM}",
+            amount_idr=amount,
+            paid_at=datetime(2025, 10, 15, 9, 0, tzinfo=UTC),
+            reference=f"SP2D-chaos-{self.seed}",
+        )
+
+    def alert_day(self) -> tuple[str, DayStarted]:
+        return event_id(self.seed, "day", ALERT_DAY), DayStarted(date=ALERT_DAY)
+
+
+def _request(i: int, kind: str) -> RegistrationRequested:
+    """A distinct valid NIK per i < 109,989 (district and serial from i; birth date by kind)."""
+    district = f"{i % 11 + 1:02d}"
+    serial = (i // 11) % 9999 + 1
+    born = (
+        date(2010, 3, 1) + timedelta(days=i % 200)
+        if kind == "underage"
+        else date(1975, 1, 1) + timedelta(days=i % 3000)
+    )
+    female = i % 2 == 1
+    day = born.day + (40 if female else 0)
+    nik = f"5318{district}{day:02d}{born.month:02d}{born.year % 100:02d}{serial:04d}"
+    return RegistrationRequested(
+        program_id=PROGRAM,
+        nik=nik,
+        full_name=f"Pekerja Chaos {i}",
+        birth_date=born.strftime("%d/%m/%Y"),
+        gender="X" if kind == "invalid" else ("P" if female else "L"),
+        occupation="Petani",
+        village=f"Desa {i % 173}",
+        district=f"Kecamatan {district}",
+        phone=f"0812{i:08d}" if i % 3 == 0 else None,
+    )
+
+
+async def publish(
+    bootstrap: str, events: Sequence[tuple[str, Event]], source: str = "/chaos/upstream"
+) -> None:
+    """Publish with the given CloudEvents ids (as an upstream system re-driving its own events
+    does), without waiting on each send."""
+    async with EventClient(bootstrap, source=source) as client:
+        for start in range(0, len(events), 5000):
+            pending = []
+            for ce_id, event in events[start : start + 5000]:
+                headers = cloudevent_headers(event.ce_type(), source, event_id=ce_id)
+                key = event.key()
+                pending.append(
+                    await client.producer.send(
+                        event.TOPIC,
+                        event.model_dump_json().encode(),
+                        key=key.encode() if key else None,
+                        headers=[(k, v.encode()) for k, v in headers.items()],
+                    )
+                )
+            await asyncio.gather(*pending)
+
+
+async def publish_requests(bootstrap: str, requests: Sequence[Request]) -> None:
+    await publish(bootstrap, [(r.event_id, r.event) for r in requests])
+
+
+# --- the mail server ----------------------------------------------------------------------------
+
+
+class Mailbox:
+    """aiosmtpd handler: accepts (and keeps) mail, or refuses it with a temporary error."""
+
+    def __init__(self) -> None:
+        self.accepted: list[EmailMessage] = []
+        self.refused = 0
+        self.refusing = False
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.refusing:
+            self.refused += 1
+            return "451 4.3.0 Mail server busy, try again later"
+        self.accepted.append(
+            email.message_from_bytes(envelope.content, policy=email.policy.default)  # type: ignore[arg-type]
+        )
+        return "250 Message accepted for delivery"
+
+
+class MailServer:
+    """An SMTP server on a fixed port that can stop listening and come back on the same port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.mailbox = Mailbox()
+        self._controller: Controller | None = None
+
+    @property
+    def listening(self) -> bool:
+        return self._controller is not None
+
+    def start(self) -> None:
+        if self._controller is None:
+            self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+            self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def digest_rows(self) -> list[list[dict[str, str]]]:
+        """The CSV rows of each accepted digest mail."""
+        result = []
+        for message in self.mailbox.accepted:
+            [attachment] = list(message.iter_attachments())
+            content = attachment.get_content()
+            text = content.decode() if isinstance(content, bytes) else content
+            result.append(list(csv.DictReader(io.StringIO(text))))
+        return result
+
+
+# --- the system under test ----------------------------------------------------------------------
+
+
+class System:
+    """Broker process + SMTP server + the four services as supervised processes."""
+
+    def __init__(
+        self,
+        work: Path,
+        *,
+        services: tuple[str, ...] = SERVICES,
+    ) -> None:
+        self.work = work
+        self.data_dir = work / "lindung"
+        self.broker = EmbeddedKafka(work / "broker.log")
+        self.mail = MailServer()
+        self.services = services
+        self.stack: Stack | None = None
+        self.started = time.monotonic()
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap_servers
+
+    async def __aenter__(self) -> System:
+        await self.broker.start()
+        await ensure_topics(self.bootstrap)
+        self.mail.start()
+        self.stack = Stack(
+            StackSettings(
+                LINDUNG_DATA_DIR=str(self.data_dir),
+                kafka_bootstrap_servers=self.bootstrap,
+                smtp_host="127.0.0.1",
+                smtp_port=self.mail.port,
+                registration_http_port=0,
+            ),
+            services=self.services,
+        )
+        await self.stack.start()
+        await self.wait_ready()
+        self.started = time.monotonic()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.stack is not None:
+            await self.stack.stop()
+        self.mail.stop()
+        self.broker.stop()
+        if exc and exc[0] is not None:
+            say(f"(chaos run data and service logs: {self.data_dir})")
+
+    def child(self, name: str) -> Child:
+        assert self.stack is not None
+        return next(c for c in self.stack.children if c.name == name)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def alive_now(self) -> dict[str, bool]:
+        assert self.stack is not None
+        return self.stack.alive()
+
+    def restarts(self) -> dict[str, int]:
+        assert self.stack is not None
+        return {c.name: c.restarts for c in self.stack.children}
+
+    # readiness ----------------------------------------------------------------------------------
+
+    async def readyz(self, name: str) -> int | None:
+        """The HTTP status of the service's /readyz, or None if nothing answers."""
+        url = f"http://127.0.0.1:{self.child(name).http_port}/readyz"
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as http:
+                return (await http.get(url)).status_code
+        except httpx.HTTPError:
+            return None
+
+    async def wait_ready(self, names: Sequence[str] | None = None, timeout: float = 90.0) -> None:
+        for name in names or self.services:
+            await until(partial(self._is_ready, name), timeout=timeout, what=f"{name} ready")
+
+    async def _is_ready(self, name: str) -> bool:
+        return await self.readyz(name) == 200
+
+    # faults -------------------------------------------------------------------------------------
+
+    def kill(self, name: str) -> int:
+        """SIGKILL the service's process (no shutdown hook runs); the supervisor restarts it."""
+        process = self.child(name).process
+        assert process is not None and process.poll() is None, f"{name} is not running"
+        os.kill(process.pid, signal.SIGKILL)
+        return process.pid
+
+    async def wait_restarted(self, name: str, old_pid: int, timeout: float = 60.0) -> None:
+        def respawned() -> bool:
+            process = self.child(name).process
+            return process is not None and process.pid != old_pid and process.poll() is None
+
+        await until(respawned, timeout=timeout, what=f"{name} restarted by the supervisor")
+
+    def stop_broker(self) -> None:
+        self.broker.stop()
+
+    async def start_broker_again(self) -> None:
+        """A new broker process on the same port; memory storage starts empty, so the operator
+        creates the topics again."""
+        self.broker = EmbeddedKafka(self.work / "broker-after.log", port=self.broker.port)
+        await self.broker.start()
+        await ensure_topics(self.bootstrap)
+
+    # the operator's tools -----------------------------------------------------------------------
+
+    async def lindung(self, *args: str, timeout: float = 120.0) -> str:
+        """Run the `lindung` CLI against this system as an operator would; its output (it must
+        succeed)."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "LINDUNG_DATA_DIR": str(self.data_dir.resolve()),
+                "COLUMNS": "200",
+            }
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "lindung_cli",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=timeout)
+        text = output.decode(errors="replace")
+        assert process.returncode == 0, f"lindung {' '.join(args)} failed:\n{text}"
+        return text
+
+    async def lag(self, service: str, topic: str) -> int:
+        async with EventClient(self.bootstrap) as client:
+            return await client.lag(group(service, topic), [topic])
+
+    async def total_lag(self, services: Sequence[str] | None = None) -> dict[str, int]:
+        """Lag per consumer group that has any."""
+        lags = {}
+        async with EventClient(self.bootstrap) as client:
+            for service in services or self.services:
+                for topic in CONSUMES[service]:
+                    if lag := await client.lag(group(service, topic), [topic]):
+                        lags[group(service, topic)] = lag
+        return lags
+
+    def db(self, service: str) -> Path:
+        return self.data_dir / f"{service}.db"
+
+    def query(self, service: str, sql: str) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(f"file:{self.db(service)}?mode=ro", uri=True, timeout=30) as conn:
+            return list(conn.execute(sql).fetchall())
+
+    def unsent_outbox(self) -> dict[str, int]:
+        return {
+            name: self.query(name, "SELECT count(*) FROM outbox WHERE published_at IS NULL")[0][0]
+            for name in self.services
+        }
+
+
+async def until(
+    probe: Callable[[], Any],
+    *,
+    timeout: float,
+    what: str,
+    every: float = 0.5,
+    detail: Callable[[], Any] | None = None,
+) -> Any:
+    """Poll `probe` (sync or async) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            extra = detail() if detail else None
+            if isinstance(extra, Awaitable):
+                extra = await extra
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} ({extra})")
+        await asyncio.sleep(every)
+
+
+# --- the census ---------------------------------------------------------------------------------
+
+OUTPUT_TOPICS = (
+    topics.WORKER_REGISTERED,
+    topics.REGISTRATION_REJECTED,
+    topics.ELIGIBILITY_CONFIRMED,
+    topics.ELIGIBILITY_REJECTED,
+    topics.CONTRIBUTION_INVOICED,
+    topics.COVERAGE_ACTIVATED,
+    topics.COVERAGE_EXPIRING,
+    topics.DIGEST_SENT,
+)
+
+
+@dataclass
+class Census:
+    """Distinct event ids per worker and step, read off the topics (from their start, no group).
+
+    It survives a broker restart: `reset_reader` reads the new (empty, then re-driven) topics from
+    their start and the sets simply grow; an event re-published under its own id adds nothing.
+    """
+
+    bootstrap: str
+    registered: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    nik_of: dict[str, str] = field(default_factory=dict)
+    rejected_requests: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    confirmed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    ineligible: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    reasons: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    invoiced: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    amounts: dict[str, int] = field(default_factory=dict)
+    activated: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    expiring: dict[tuple[str, int], set[str]] = field(default_factory=lambda: defaultdict(set))
+    digests: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    digest_sizes: dict[str, int] = field(default_factory=dict)
+    records: Counter[str] = field(default_factory=Counter)
+    other_programmes: Counter[str] = field(default_factory=Counter)
+    ids: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    _reader: TopicReader | None = None
+
+    async def __aenter__(self) -> Census:
+        await self.reset_reader()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close_reader()
+
+    async def close_reader(self) -> None:
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            try:
+                await asyncio.wait_for(reader.__aexit__(), timeout=10)
+            except Exception as error:  # the broker it read from may be gone
+                say(f"(census reader did not close cleanly: {error!r})")
+
+    async def reset_reader(self, bootstrap: str | None = None) -> None:
+        await self.close_reader()
+        self.bootstrap = bootstrap or self.bootstrap
+        reader = TopicReader(self.bootstrap, OUTPUT_TOPICS)
+        await reader.__aenter__()
+        self._reader = reader
+
+    async def refresh(self) -> Census:
+        assert self._reader is not None
+        for record in await self._reader.read_new():
+            self._count(record)
+        return self
+
+    def _count(self, record: Record) -> None:
+        topic = record.topic
+        ce_id = record.headers.get("ce_id", "")
+        if "x-chaos-id" in record.headers:  # hostile input (test_poison), not the system's
+            self.other_programmes[topic] += 1
+            return
+        body = record.json()
+        if body.get("program_id") != PROGRAM:  # e.g. hostile input's rejections
+            self.other_programmes[topic] += 1
+            return
+        self.records[topic] += 1
+        self.ids[topic].add(ce_id)
+        if topic == topics.WORKER_REGISTERED:
+            self.registered[body["worker_id"]].add(ce_id)
+            self.nik_of[body["worker_id"]] = body["nik"]
+        elif topic == topics.REGISTRATION_REJECTED:
+            self.rejected_requests[body["request_id"]].add(ce_id)
+        elif topic == topics.ELIGIBILITY_CONFIRMED:
+            self.confirmed[body["worker_id"]].add(ce_id)
+        elif topic == topics.ELIGIBILITY_REJECTED:
+            self.ineligible[body["worker_id"]].add(ce_id)
+            self.reasons[body["worker_id"]].update(r["code"] for r in body["reasons"])
+        elif topic == topics.CONTRIBUTION_INVOICED:
+            self.invoiced[body["worker_id"]].add(ce_id)
+            self.amounts[body["worker_id"]] = body["amount_idr"]
+        elif topic == topics.COVERAGE_ACTIVATED:
+            self.activated[body["worker_id"]].add(ce_id)
+        elif topic == topics.COVERAGE_EXPIRING:
+            self.expiring[(body["worker_id"], body["days_left"])].add(ce_id)
+        elif topic == topics.DIGEST_SENT:
+            self.digests[body["digest_id"]].add(ce_id)
+            self.digest_sizes[body["digest_id"]] = body["worker_count"]
+
+    @property
+    def decided(self) -> int:
+        return len(self.confirmed.keys() | self.ineligible.keys())
+
+    @property
+    def resent_records(self) -> int:
+        """Records published again under an id already on the topic (at-least-once)."""
+        return sum(self.records[t] - len(self.ids[t]) for t in self.records)
+
+    def progress(self) -> str:
+        return (
+            f"registered {len(self.registered):,}, rejected {len(self.rejected_requests):,}, "
+            f"decided {self.decided:,}, invoiced {len(self.invoiced):,}, "
+            f"activated {len(self.activated):,}, expiring {len(self.expiring):,}, "
+            f"digests {len(self.digests)}"
+        )
+
+
+@dataclass
+class Outcome:
+    requests: int
+    confirmed: int
+    invoice_lines: int
+    duplicates: int
+    lost: int
+    detail: dict[str, int]
+    resent: int
+
+    def line(self, scenario: str, seconds: float, extra: str = "") -> str:
+        return (
+            f"chaos {scenario}: requests sent {self.requests:,}, workers confirmed "
+            f"{self.confirmed:,}, invoice lines {self.invoice_lines:,}, duplicates "
+            f"{self.duplicates}, lost {self.lost} ({seconds:.0f} s; re-sent records with the same "
+            f"id {self.resent:,}{'; ' + extra if extra else ''})"
+        )
+
+    def problems(self) -> dict[str, int]:
+        return {k: v for k, v in self.detail.items() if v}
+
+
+def judge(
+    census: Census,
+    workload: Workload,
+    system: System,
+    *,
+    through: str = "digest",
+) -> Outcome:
+    """Compare what happened with what the workload must produce. `through`: how far the
+    lifecycle ran ("invoice", "activation" or "digest")."""
+    steps = ("invoice", "activation", "digest")
+    upto = steps.index(through)
+    detail: dict[str, int] = {}
+
+    def dup(mapping: dict[Any, set[str]]) -> int:
+        return sum(1 for ids in mapping.values() if len(ids) > 1)
+
+    registered_niks = set(census.nik_of.values())
+    valid = workload.valid_niks
+    detail["lost: valid request not registered"] = len(valid - registered_niks)
+    detail["dup: unexpected worker registered"] = len(registered_niks - valid)
+    detail["dup: worker registered twice"] = dup(census.registered)
+    rejected_ids = set(census.rejected_requests)
+    detail["lost: invalid request not rejected"] = len(workload.invalid_ids - rejected_ids)
+    detail["dup: unexpected rejection"] = len(rejected_ids - workload.invalid_ids)
+    detail["dup: request rejected twice"] = dup(census.rejected_requests)
+
+    decided = {
+        w: census.confirmed.get(w, set()) | census.ineligible.get(w, set())
+        for w in census.registered
+    }
+    detail["lost: registered worker never decided"] = sum(1 for ids in decided.values() if not ids)
+    detail["dup: worker decided twice"] = sum(1 for ids in decided.values() if len(ids) > 1)
+    detail["dup: confirmed and rejected"] = len(census.confirmed.keys() & census.ineligible.keys())
+    confirmed = set(census.confirmed)
+    detail["dup: seats above the quota"] = max(0, len(confirmed) - workload.quota)
+    detail["lost: seats below the quota"] = max(0, workload.quota - len(confirmed))
+    underage = {w for w, nik in census.nik_of.items() if nik in workload.underage_niks}
+    detail["dup: underage worker confirmed"] = len(underage & confirmed)
+    exhausted = sum(1 for codes in census.reasons.values() if "quota_exhausted" in codes)
+    detail["lost: quota_exhausted rejections missing"] = max(0, workload.over_quota - exhausted)
+
+    invoiced = set(census.invoiced)
+    detail["lost: confirmed worker not invoiced"] = len(confirmed - invoiced)
+    detail["dup: invoiced without confirmation"] = len(invoiced - confirmed)
+    detail["dup: worker invoiced twice"] = dup(census.invoiced)
+    lines = system.query(
+        "billing", "SELECT count(*), coalesce(sum(amount_idr), 0) FROM invoice_line"
+    )
+    [(line_count, line_total)] = lines
+    invoices = system.query("billing", "SELECT total_idr FROM invoice")
+    detail["dup: billing lines != distinct invoiced workers"] = max(0, line_count - len(invoiced))
+    detail["lost: billing lines != distinct invoiced workers"] = max(0, len(invoiced) - line_count)
+    detail["dup: invoice total != sum of its lines"] = int(
+        sum(t for (t,) in invoices) != line_total or line_total != sum(census.amounts.values())
+    )
+    [(seats,)] = system.query(
+        "eligibility", f"SELECT confirmed_count FROM program WHERE program_id = '{PROGRAM}'"
+    )
+    detail["dup: eligibility seat count != confirmed"] = int(seats != len(confirmed))
+
+    if upto >= 1:
+        activated = set(census.activated)
+        detail["lost: invoiced worker not activated"] = len(invoiced - activated)
+        detail["dup: activated without invoice"] = len(activated - invoiced)
+        detail["dup: worker activated twice"] = dup(census.activated)
+    if upto >= 2:
+        alerted = {w for (w, _) in census.expiring}
+        detail["lost: active worker not alerted"] = len(set(census.activated) - alerted)
+        detail["dup: worker alerted twice"] = dup(census.expiring)
+        detail["dup: digest announced twice"] = max(
+            0, sum(len(i) for i in census.digests.values()) - 1
+        )
+        detail["lost: no digest announced"] = int(not census.digests)
+        mails = system.mail.digest_rows()
+        detail["dup: digest mail accepted twice"] = max(0, len(mails) - 1)
+        detail["lost: no digest mail"] = int(not mails)
+        mailed = {row["worker_id"] for rows in mails for row in rows}
+        detail["lost: confirmed worker missing from the digest mail"] = len(confirmed - mailed)
+        detail["dup: worker twice in the digest mail"] = sum(len(rows) for rows in mails[:1]) - len(
+            {row["worker_id"] for row in (mails[0] if mails else [])}
+        )
+    return Outcome(
+        requests=len(workload.requests),
+        confirmed=len(confirmed),
+        invoice_lines=line_count,
+        duplicates=sum(v for k, v in detail.items() if k.startswith("dup")),
+        lost=sum(v for k, v in detail.items() if k.startswith("lost")),
+        detail=detail,
+        resent=census.resent_records,
+    )
+
+
+async def drive_lifecycle_after_invoices(
+    system: System,
+    census: Census,
+    workload: Workload,
+    *,
+    timeout: float,
+    during_alerts: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Pay the invoice, then start the alert day; wait for activation, alerts and the digest."""
+    amount = sum(census.amounts.values())
+    await publish(system.bootstrap, [workload.payment(amount)])
+    await until(
+        lambda: _refreshed(census, lambda c: len(c.activated) >= len(c.invoiced)),
+        timeout=timeout,
+        what="every invoiced worker activated",
+        every=1.0,
+        detail=census.progress,
+    )
+    await publish(system.bootstrap, [workload.alert_day()])
+    if during_alerts is not None:
+        await during_alerts()
+    await until(
+        lambda: _refreshed(
+            census, lambda c: bool(c.digests) and bool(system.mail.mailbox.accepted)
+        ),
+        timeout=timeout,
+        what="the digest to be mailed and announced",
+        every=1.0,
+        detail=census.progress,
+    )
+
+
+async def _refreshed(census: Census, check: Callable[[Census], bool]) -> bool:
+    return check(await census.refresh())
+
+
+async def wait_for_decisions(census: Census, workload: Workload, timeout: float) -> None:
+    """Every request answered (registered or rejected), every worker decided and, if confirmed,
+    invoiced."""
+    valid = len(workload.valid_niks)
+    invalid = len(workload.invalid_ids)
+
+    def done(c: Census) -> bool:
+        return (
+            len(c.registered) >= valid
+            and len(c.rejected_requests) >= invalid
+            and c.decided >= len(c.registered)
+            and len(c.invoiced) >= len(c.confirmed)
+        )
+
+    await until(
+        lambda: _refreshed(census, done),
+        timeout=timeout,
+        what="every request registered or rejected, decided and invoiced",
+        every=1.0,
+        detail=census.progress,
+    )
+
+
+async def settle(system: System, timeout: float = 120.0) -> None:
+    """Every consumer group has committed past everything and every outbox is drained."""
+
+    async def settled() -> bool:
+        return not await system.total_lag() and not any(system.unsent_outbox().values())
+
+    async def why() -> str:
+        return f"lag {await system.total_lag()}, unsent {system.unsent_outbox()}"
+
+    await until(settled, timeout=timeout, what="lag 0 and outboxes drained", every=2.0, detail=why)
+
+
+async def raw_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **options)
+    await producer.start()
+    return producer
