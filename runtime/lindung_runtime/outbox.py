@@ -21,7 +21,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from lindung_contracts import Event, cloudevent_headers
 from lindung_runtime.clock import Clock
 from lindung_runtime.logging import get_logger
-from lindung_runtime.tracing import continued_trace, current_trace_headers
+from lindung_runtime.rows import new_row
+from lindung_runtime.tracing import current_trace_headers
 
 if TYPE_CHECKING:
     from lindung_runtime.db import Database
@@ -61,6 +62,20 @@ class InboxMessage(SQLModel, table=True):
 RUNTIME_TABLES: list[type[SQLModel]] = [OutboxMessage, InboxMessage]
 
 
+_pk_names: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _primary_key(row: SQLModel) -> tuple[Any, ...]:
+    names = _pk_names.get(type(row))
+    if names is None:
+        names = _pk_names[type(row)] = tuple(
+            prop.key
+            for column in inspect(type(row)).primary_key
+            for prop in [inspect(type(row)).get_property_by_column(column)]
+        )
+    return tuple(row.__dict__.get(name) for name in names)
+
+
 class UnitOfWork:
     """One batch's transaction: load and change state, `emit` events; all or nothing.
 
@@ -86,8 +101,15 @@ class UnitOfWork:
     def now(self) -> datetime:
         return self.clock.now()
 
+    def create(self, model: type[T], **values: Any) -> T:
+        """A new row of `model` from already-validated values, added to this batch (see rows.py:
+        a fifth of the cost of `model(**values)`)."""
+        row = new_row(model, **values)
+        self.add(row)
+        return row
+
     def add(self, row: SQLModel) -> None:
-        key = tuple(inspect(row).mapper.primary_key_from_instance(row))
+        key = _primary_key(row)
         known = self._added.setdefault(type(row), {})
         if key not in known:
             for (model, column), index in self._added_by.items():
@@ -304,19 +326,18 @@ class OutboxRelay:
         return len(rows)
 
     async def _publish(self, rows: list[OutboxMessage]) -> None:
-        pending = []
-        for row in rows:
-            headers = json.loads(row.headers)
-            with continued_trace(headers):
-                pending.append(
-                    await self.broker.publish(
-                        row.payload.encode(),
-                        topic=row.topic,
-                        key=row.key.encode() if row.key else None,
-                        headers=headers,
-                        no_confirm=True,
-                    )
-                )
+        """Send every row without waiting on each; then wait until the broker has them all.
+        The stored headers already hold the trace context of the handler that emitted the row."""
+        pending = [
+            await self.broker.publish(
+                row.payload.encode(),
+                topic=row.topic,
+                key=row.key.encode() if row.key else None,
+                headers=json.loads(row.headers),
+                no_confirm=True,
+            )
+            for row in rows
+        ]
         await asyncio.gather(*(p for p in pending if asyncio.isfuture(p)))
 
     async def _set(self, rows: list[OutboxMessage], **values: Any) -> None:

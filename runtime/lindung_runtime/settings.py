@@ -43,6 +43,12 @@ class LindungSettings(BaseSettings):
     otel_traces_exporter: Literal["none", "console", "otlp"] = "none"
     otel_exporter_otlp_endpoint: str | None = None
     consumer_batch_size: int = Field(default=500, ge=1, description="Records per transaction")
+    consumer_batch_linger_ms: int = Field(
+        default=50,
+        ge=0,
+        description="Wait this long for a short batch to fill: fewer, larger transactions under "
+        "load, at most this much added latency per hop when idle",
+    )
     consumer_max_attempts: int = Field(default=5, ge=1, description="Tries before a dead letter")
     consumer_retry_base_seconds: float = Field(default=0.2, gt=0)
     consumer_not_ready_max_wait_seconds: float = Field(

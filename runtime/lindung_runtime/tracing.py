@@ -1,16 +1,13 @@
 """OpenTelemetry tracing: one trace follows a worker across services through Kafka headers.
 
-FastStream's `KafkaTelemetryMiddleware` makes the consume/publish spans and carries the W3C
-`traceparent` header; the outbox stores that context on each row so the relay continues the trace
-of the handler that wrote it (../shared/STYLE.md, lesson 4).
+The reliable consumer opens a CONSUMER span per record, continuing the W3C `traceparent` the
+record carries; `UnitOfWork.emit` stores that span's context in the outbox row's headers, so the
+event the relay later sends is the child of the processing that produced it (../shared/STYLE.md,
+lesson 4). Each service's processing span is therefore the parent of the next service's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-
-from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -46,16 +43,6 @@ def current_trace_headers() -> dict[str, str]:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return carrier
-
-
-@contextmanager
-def continued_trace(headers: Mapping[str, str]) -> Iterator[None]:
-    """Run a block inside the trace context that `headers` carry (used by the outbox relay)."""
-    token = otel_context.attach(propagate.extract(dict(headers)))
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
 
 
 def current_trace_id() -> str | None:

@@ -94,8 +94,8 @@ async def test_one_trace_holds_every_service_span_in_causal_order(
     """With the in-memory span exporter: the request's trace contains the processing span of
     each service, each the descendant of the previous one, with the messaging attributes."""
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.trace import StatusCode
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
 
     exporter = InMemorySpanExporter()
     services = three_services(kafka_bootstrap, data_dir)

@@ -67,7 +67,8 @@ async def on_eligibility_confirmed(
         invoice_id=invoice_id, program_id=program.program_id
     )
     invoice.total_idr += line.amount_idr
-    row = InvoiceLine(
+    row = uow.create(
+        InvoiceLine,
         worker_id=confirmed.worker_id,
         invoice_id=invoice_id,
         program_id=program.program_id,
@@ -81,7 +82,6 @@ async def on_eligibility_confirmed(
         amount_idr=line.amount_idr,
     )
     uow.add(invoice)
-    uow.add(row)
     uow.emit(
         ContributionInvoiced(
             invoice_id=invoice_id,
@@ -96,7 +96,7 @@ async def on_eligibility_confirmed(
     )
     if invoice.paid_idr >= invoice.total_idr:  # the sponsor already paid enough for this line
         _activate(uow, row)
-    log.info("contribution_invoiced", nik=mask_nik(confirmed.nik), amount_idr=line.amount_idr)
+    log.debug("contribution_invoiced", nik=mask_nik(confirmed.nik), amount_idr=line.amount_idr)
 
 
 async def on_payment_received(payment: PaymentReceived, uow: UnitOfWork = Context("uow")) -> None:
@@ -184,10 +184,11 @@ async def on_day_started(day: DayStarted, uow: UnitOfWork = Context("uow")) -> N
             for line in lines:
                 if line.worker_id in already:
                     continue
-                uow.add(
-                    ExpiryAlert(
-                        worker_id=line.worker_id, coverage_end=coverage_end, days_left=days_left
-                    )
+                uow.create(
+                    ExpiryAlert,
+                    worker_id=line.worker_id,
+                    coverage_end=coverage_end,
+                    days_left=days_left,
                 )
                 uow.emit(
                     CoverageExpiring(

@@ -98,17 +98,16 @@ async def on_worker_registered(worker: WorkerRegistered, uow: UnitOfWork = Conte
             reasons = [QUOTA_EXHAUSTED]
 
     now = uow.now()
-    uow.add(
-        Decision(
-            worker_id=worker.worker_id,
-            program_id=worker.program_id,
-            nik=worker.nik,
-            status="rejected" if reasons else "confirmed",
-            coverage_start=assessment.term.start,
-            coverage_end=assessment.term.end,
-            reasons=json.dumps([r.model_dump() for r in reasons]),
-            decided_at=now,
-        )
+    uow.create(
+        Decision,
+        worker_id=worker.worker_id,
+        program_id=worker.program_id,
+        nik=worker.nik,
+        status="rejected" if reasons else "confirmed",
+        coverage_start=assessment.term.start,
+        coverage_end=assessment.term.end,
+        reasons=json.dumps([r.model_dump() for r in reasons]),
+        decided_at=now,
     )
     if reasons:
         uow.emit(
@@ -135,4 +134,4 @@ async def on_worker_registered(worker: WorkerRegistered, uow: UnitOfWork = Conte
             district=worker.district,
         )
     )
-    log.info("eligibility_confirmed", nik=mask_nik(worker.nik), worker_id=worker.worker_id)
+    log.debug("eligibility_confirmed", nik=mask_nik(worker.nik), worker_id=worker.worker_id)

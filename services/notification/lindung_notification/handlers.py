@@ -55,15 +55,14 @@ async def on_coverage_expiring(alert: CoverageExpiring, uow: UnitOfWork = Contex
     uow.add(digest)
     entries = await uow.find(DigestEntry, DigestEntry.worker_id, alert.worker_id)
     if not any(entry.digest_id == digest_id for entry in entries):
-        uow.add(
-            DigestEntry(
-                digest_id=digest_id,
-                worker_id=alert.worker_id,
-                nik=alert.nik,
-                full_name=alert.full_name,
-                village=alert.village,
-                district=alert.district,
-            )
+        uow.create(
+            DigestEntry,
+            digest_id=digest_id,
+            worker_id=alert.worker_id,
+            nik=alert.nik,
+            full_name=alert.full_name,
+            village=alert.village,
+            district=alert.district,
         )
 
 

@@ -64,10 +64,11 @@ async def register(
         return Outcome("rejected", errors=result)
 
     if await uow.get(Worker, result.worker_id) is not None:
-        log.info("registration_repeated", nik=mask_nik(result.nik), worker_id=result.worker_id)
+        log.debug("registration_repeated", nik=mask_nik(result.nik), worker_id=result.worker_id)
         return Outcome("repeated", worker_id=result.worker_id)
 
-    worker = Worker(
+    worker = uow.create(
+        Worker,
         worker_id=result.worker_id,
         program_id=result.program_id,
         nik=result.nik,
@@ -80,7 +81,6 @@ async def register(
         phone=result.phone,
         registered_at=uow.now(),
     )
-    uow.add(worker)
     uow.emit(
         WorkerRegistered(
             worker_id=worker.worker_id,
@@ -96,7 +96,7 @@ async def register(
             registered_at=worker.registered_at,
         )
     )
-    log.info("worker_registered", nik=mask_nik(worker.nik), worker_id=worker.worker_id)
+    log.debug("worker_registered", nik=mask_nik(worker.nik), worker_id=worker.worker_id)
     return Outcome("registered", worker_id=worker.worker_id)
 
 

@@ -54,18 +54,17 @@ def _record(
     invoice_id: str | None = None,
     at: datetime | None = None,
 ) -> None:
-    uow.add(
-        TimelineEntry(
-            event_id=uow.event_id or f"{kind}:{worker_id or nik}",
-            kind=kind,
-            nik=nik,
-            program_id=program_id,
-            worker_id=worker_id,
-            invoice_id=invoice_id,
-            occurred_at=_occurred_at(uow, at),
-            trace_id=current_trace_id(),
-            details=json.dumps(details, default=str, ensure_ascii=False),
-        )
+    uow.create(
+        TimelineEntry,
+        event_id=uow.event_id or f"{kind}:{worker_id or nik}",
+        kind=kind,
+        nik=nik,
+        program_id=program_id,
+        worker_id=worker_id,
+        invoice_id=invoice_id,
+        occurred_at=_occurred_at(uow, at),
+        trace_id=current_trace_id(),
+        details=json.dumps(details, default=str, ensure_ascii=False),
     )
 
 
@@ -76,8 +75,9 @@ async def preload_status(events: list[WorkerEvent], uow: UnitOfWork) -> None:
 async def _status(uow: UnitOfWork, event: WorkerEvent) -> WorkerStatus:
     status = await uow.get(WorkerStatus, event.worker_id)
     if status is None:
-        status = WorkerStatus(worker_id=event.worker_id, program_id=event.program_id, nik=event.nik)
-        uow.add(status)
+        status = uow.create(
+            WorkerStatus, worker_id=event.worker_id, program_id=event.program_id, nik=event.nik
+        )
     return status
 
 
