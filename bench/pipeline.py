@@ -1,6 +1,6 @@
 """Lindung pipeline benchmark: the raw broker, each service alone, and the whole pipeline.
 
-    .venv/bin/python bench/pipeline.py                 # N = 10,000 and 100,000 (about 10 min)
+    .venv/bin/python bench/pipeline.py                 # N = 10,000 and 100,000 (about 20 min)
     .venv/bin/python bench/pipeline.py --sizes 10000   # quicker
 
 Everything runs on this machine in one run: the embedded broker (Tansu, memory storage), each
@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +28,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.table import Table
 
@@ -42,7 +45,7 @@ from lindung_contracts import (
     WorkerRegistered,
     topics,
 )
-from lindung_runtime.embedded import EmbeddedKafka
+from lindung_runtime.embedded import EmbeddedKafka, free_port
 from lindung_runtime.kafka import EventClient, TopicReader, ensure_topics
 
 ROOT = Path(__file__).resolve().parent
@@ -178,20 +181,35 @@ async def wait_for_count(
 async def wait_for_lag_zero(
     bootstrap: str, group: str, topic: str, n: int, timeout: float
 ) -> tuple[float, float]:
-    """(when the group first committed, when it committed past all n records)."""
+    """(when the group first committed, when it committed past all n records).
+
+    One admin client and one consumer for the whole wait, polled every 0.1 s: opening new clients
+    for each poll (as `EventClient.lag` does) took longer than a batch."""
     first = None
     deadline = time.perf_counter() + timeout
-    async with EventClient(bootstrap) as client:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        await consumer.topics()
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        end = await consumer.end_offsets(parts)
         while True:
-            lag = await client.lag(group, [topic])
+            committed = await admin.list_consumer_group_offsets(group, partitions=parts)
+            done = sum(max(0, meta.offset) for tp, meta in committed.items() if meta is not None)
+            lag = sum(end.values()) - done
             now = time.perf_counter()
             if lag < n and first is None:
                 first = now
-            if lag == 0:
+            if lag <= 0:
                 return first or now, now
             if now > deadline:
                 raise TimeoutError(f"{group}: lag {lag:,} after {timeout:.0f}s")
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.1)
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -200,6 +218,12 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -301,6 +325,81 @@ async def one_service(case: ServiceCase, n: int, work: Path) -> dict[str, float]
         broker.stop()
 
 
+async def two_eligibility_instances(n: int, work: Path) -> dict[str, Any]:
+    """Two eligibility processes in one consumer group, sharing their service's database, on n
+    registered workers with seats for half of them: how the partitions split, how the events
+    split, and whether the quota held exactly (EligibilityConfirmed counted on the topic)."""
+    broker = EmbeddedKafka(work / "scale-broker.log")
+    bootstrap = await broker.start()
+    quota = n // 2
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        await ensure_topics(bootstrap, None, 4)
+        await publish(bootstrap, [program(quota), DayStarted(date=START)])
+        await publish(bootstrap, [worker_registered(i) for i in range(n)])
+        ports = [free_port(), free_port()]
+        for i, port in enumerate(ports):
+            env = dict(
+                os.environ,
+                KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+                LINDUNG_DATA_DIR=str(work / "scale"),
+                LOG_LEVEL="WARNING",
+                HTTP_PORT=str(port),
+            )
+            log = (work / f"scale-eligibility-{i}.log").open("wb")
+            processes.append(
+                subprocess.Popen(  # noqa: ASYNC220 - started, then polled through Kafka
+                    [sys.executable, "-m", "lindung_cli", "service", "eligibility"],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        group = f"lindung-eligibility.{topics.WORKER_REGISTERED}"
+        first, last = await wait_for_lag_zero(bootstrap, group, topics.WORKER_REGISTERED, n, 600)
+        per_instance = []
+        async with httpx.AsyncClient() as http:
+            for port in ports:
+                text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                per_instance.append(int(sum(_samples(text, topics.WORKER_REGISTERED))))
+        await wait_for_count(bootstrap, topics.ELIGIBILITY_REJECTED, n - quota, 120)
+        await wait_for_count(bootstrap, topics.ELIGIBILITY_CONFIRMED, quota, 120)
+        await asyncio.sleep(2)  # anything beyond the quota would show up by now
+        confirmed = await distinct_workers(bootstrap, topics.ELIGIBILITY_CONFIRMED)
+        return {
+            "n": n,
+            "quota": quota,
+            "partitions": 4,
+            "events_per_s": n / max(last - first, 1e-3),
+            "processed_per_instance": per_instance,
+            "confirmed": confirmed,
+            "quota_exact": confirmed == quota,
+        }
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(30)
+        broker.stop()
+
+
+def _samples(metrics_text: str, topic: str) -> list[float]:
+    """Values of lindung_events_consumed_total{outcome="processed"} for `topic`."""
+    return [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics_text.splitlines()
+        if line.startswith("lindung_events_consumed_total{")
+        and f'topic="{topic}"' in line
+        and 'outcome="processed"' in line
+    ]
+
+
+async def distinct_workers(bootstrap: str, topic: str) -> int:
+    """Workers with a record on the topic (a re-sent record, same event id, counts once)."""
+    async with TopicReader(bootstrap, [topic]) as reader:
+        return len({record.json()["worker_id"] for record in await reader.read_new()})
+
+
 async def end_to_end(n: int, work: Path) -> dict[str, Any]:
     """All four services and the broker on this machine: n registrations published at once,
     until n ContributionInvoiced are on the topic."""
@@ -317,6 +416,10 @@ async def end_to_end(n: int, work: Path) -> dict[str, Any]:
             await publish(bootstrap, [program(n), DayStarted(date=START)])
             requests = [registration_request(i) for i in range(n)]
             await asyncio.sleep(8)  # consumer groups join (measured 5 s on Tansu)
+            pids = {c.name: c.process.pid for c in stack.children if c.process}
+            assert broker.process is not None
+            pids["broker"] = broker.process.pid
+            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             started = time.perf_counter()
             await publish(bootstrap, requests)
             published = time.perf_counter() - started
@@ -329,12 +432,18 @@ async def end_to_end(n: int, work: Path) -> dict[str, Any]:
                 raise
             elapsed = done - started
             rss = {c.name: peak_rss_mb(c.process.pid) for c in stack.children if c.process}
+            # CPU per worker, per process: where the two cores went (the sum bounds throughput).
+            cpu_ms = {
+                name: round((cpu_seconds(pid) - cpu_before[name]) * 1000 / n, 3)
+                for name, pid in pids.items()
+            }
         return {
             "n": n,
             "seconds": elapsed,
             "workers_per_s": n / elapsed,
             "publish_seconds": published,
             "peak_rss_mb": rss,
+            "cpu_ms_per_worker": cpu_ms,
         }
     finally:
         broker.stop()
@@ -435,6 +544,10 @@ async def main(sizes: list[int], service_n: int, latency_rate: float, latency_s:
             console.print(f"{case.name}: {figures}")
             save(results)
 
+        results["scale_out"] = await two_eligibility_instances(service_n, work)
+        console.print(f"eligibility x2: {results['scale_out']}")
+        save(results)
+
         results["end_to_end"] = []
         for n in sizes:
             figures = await end_to_end(n, work)
@@ -473,12 +586,27 @@ def render_table(results: dict[str, Any]) -> Table:
             f"{f['ratio_to_raw_consume']:.3f}",
             f"{f['peak_rss_mb']:.0f} MB",
         )
+    scale = results["scale_out"]
+    table.add_row(
+        "eligibility, 2 instances, 1 group",
+        f"{scale['events_per_s']:,.0f}/s; split "
+        + " + ".join(f"{v:,}" for v in scale["processed_per_instance"])
+        + f"; {scale['confirmed']:,} confirmed of quota {scale['quota']:,}",
+        "",
+        "",
+    )
     for f in results["end_to_end"]:
         table.add_row(
             f"end to end, N={f['n']:,}",
             f"{f['workers_per_s']:,.0f} workers/s",
             f"{f['ratio_to_raw_consume']:.3f}",
-            " / ".join(f"{v:.0f}" for v in f["peak_rss_mb"].values()) + " MB",
+            " / ".join(f"{k[:4]} {v:.0f}" for k, v in f["peak_rss_mb"].items()) + " MB",
+        )
+        table.add_row(
+            "  CPU ms per worker",
+            " / ".join(f"{k[:4]} {v:.2f}" for k, v in f["cpu_ms_per_worker"].items()),
+            "",
+            "",
         )
     lat = results["latency"]
     table.add_row(
@@ -496,7 +624,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--service-n", type=int, default=20_000, help="events per service run")
-    parser.add_argument("--latency-rate", type=float, default=500.0, help="offered workers/s")
+    parser.add_argument(
+        "--latency-rate", type=float, default=150.0, help="offered workers/s (below capacity)"
+    )
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     args = parser.parse_args()
     asyncio.run(main(args.sizes, args.service_n, args.latency_rate, args.latency_seconds))
