@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap demo test test-unit test-integration test-e2e test-postgres lint typecheck contracts up clean
+.PHONY: help bootstrap demo test test-unit test-integration test-e2e test-chaos bench test-postgres lint typecheck contracts up clean
 
 help:
 	@echo "make demo   - run the founding case (Sumba Barat Daya, 5,600 workers) on the embedded stack"
@@ -44,6 +44,12 @@ test-integration: bootstrap
 
 test-e2e: bootstrap
 	$(VENV)/bin/pytest tests/e2e $(PYTEST_ARGS)
+
+test-chaos: bootstrap
+	$(VENV)/bin/pytest tests/chaos -s $(PYTEST_ARGS)
+
+bench: bootstrap
+	$(VENV)/bin/python bench/pipeline.py
 
 test: lint typecheck
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
