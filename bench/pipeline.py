@@ -461,9 +461,13 @@ async def latency(rate: float, seconds: float, work: Path) -> dict[str, float]:
             LOG_LEVEL="WARNING",
             REGISTRATION_HTTP_PORT=0,
         )
+        warm_up = 50
         async with Stack(settings):
-            await publish(bootstrap, [program(n), DayStarted(date=START)])
-            await asyncio.sleep(8)
+            await publish(bootstrap, [program(n + warm_up), DayStarted(date=START)])
+            # Steady state first: every consumer group joined and every path taken once (the
+            # first records otherwise wait out group joins, ~5-10 s, and dominate the tail).
+            await publish(bootstrap, [registration_request(n + i) for i in range(warm_up)])
+            await wait_for_count(bootstrap, topics.CONTRIBUTION_INVOICED, warm_up, timeout=120)
             sent: dict[str, float] = {}
             seen: dict[str, float] = {}
             consumer = AIOKafkaConsumer(
@@ -475,7 +479,7 @@ async def latency(rate: float, seconds: float, work: Path) -> dict[str, float]:
             await consumer.start()
 
             async def observe() -> None:
-                while len(seen) < n:
+                while len(seen) < n + warm_up:
                     batch = await consumer.getmany(timeout_ms=100)
                     now = time.perf_counter()
                     for messages in batch.values():
