@@ -338,14 +338,21 @@ async def two_eligibility_instances(n: int, work: Path) -> dict[str, Any]:
         await publish(bootstrap, [program(quota), DayStarted(date=START)])
         await publish(bootstrap, [worker_registered(i) for i in range(n)])
         ports = [free_port(), free_port()]
+        shared = dict(
+            os.environ,
+            KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+            LINDUNG_DATA_DIR=str(work / "scale"),
+            LOG_LEVEL="WARNING",
+            DATABASE_MIGRATE_ON_START="false",
+        )
+        # Migrate once, then start both, as production does (a Job, then the replicas).
+        migrate = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "lindung_cli", "migrate", "eligibility", env=shared
+        )
+        if await migrate.wait() != 0:
+            raise RuntimeError("lindung migrate eligibility failed")
         for i, port in enumerate(ports):
-            env = dict(
-                os.environ,
-                KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-                LINDUNG_DATA_DIR=str(work / "scale"),
-                LOG_LEVEL="WARNING",
-                HTTP_PORT=str(port),
-            )
+            env = dict(shared, HTTP_PORT=str(port))
             log = (work / f"scale-eligibility-{i}.log").open("wb")
             processes.append(
                 subprocess.Popen(  # noqa: ASYNC220 - started, then polled through Kafka
@@ -357,6 +364,10 @@ async def two_eligibility_instances(n: int, work: Path) -> dict[str, Any]:
             )
         group = f"lindung-eligibility.{topics.WORKER_REGISTERED}"
         first, last = await wait_for_lag_zero(bootstrap, group, topics.WORKER_REGISTERED, n, 600)
+        for i, process in enumerate(processes):
+            if process.poll() is not None:
+                log_tail = (work / f"scale-eligibility-{i}.log").read_text()[-2000:]
+                raise RuntimeError(f"eligibility instance {i} exited:\n{log_tail}")
         per_instance = []
         async with httpx.AsyncClient() as http:
             for port in ports:
