@@ -633,6 +633,46 @@ def render_table(results: dict[str, Any]) -> Table:
     return table
 
 
+def markdown_table(results: dict[str, Any]) -> str:
+    """The README's table, from a results.json."""
+    raw = results["raw_broker"]
+    rows = [
+        "| measure | rate | ratio to raw consume | peak RSS |",
+        "|---|---|---|---|",
+        f"| raw broker produce ({raw['message_bytes']} B) | {raw['produce_per_s']:,.0f}/s | | |",
+        f"| raw broker consume | {raw['consume_per_s']:,.0f}/s | 1 | |",
+    ]
+    for name, f in results["services"].items():
+        rows.append(
+            f"| {name} alone | {f['events_per_s']:,.0f} events/s "
+            f"| {f['ratio_to_raw_consume']:.4f} | {f['peak_rss_mb']:.0f} MB |"
+        )
+    scale = results["scale_out"]
+    split = " + ".join(f"{v:,}" for v in scale["processed_per_instance"])
+    rows.append(
+        f"| eligibility, 2 instances in 1 group ({scale['partitions']} partitions) "
+        f"| {scale['events_per_s']:,.0f} events/s, split {split}; "
+        f"{scale['confirmed']:,} confirmed for a quota of {scale['quota']:,} "
+        f"| {scale['events_per_s'] / raw['consume_per_s']:.4f} | |"
+    )
+    for f in results["end_to_end"]:
+        rss = ", ".join(f"{k} {v:.0f}" for k, v in f["peak_rss_mb"].items())
+        cpu = ", ".join(f"{k} {v:.2f}" for k, v in f["cpu_ms_per_worker"].items())
+        rows.append(
+            f"| end to end, N = {f['n']:,} | **{f['workers_per_s']:,.0f} workers/s** "
+            f"({f['seconds']:,.0f} s); CPU ms per worker: {cpu} "
+            f"| {f['ratio_to_raw_consume']:.4f} | {rss} MB |"
+        )
+    lat = results["latency"]
+    rows.append(
+        f"| latency RegistrationRequested → ContributionInvoiced at "
+        f"{lat['offered_per_s']:,.0f} workers/s offered ({lat['workers']:,} workers) "
+        f"| p50 {lat['p50_ms']:,.0f} ms, p95 {lat['p95_ms']:,.0f} ms, "
+        f"p99 {lat['p99_ms']:,.0f} ms | | |"
+    )
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -643,5 +683,11 @@ if __name__ == "__main__":
         "--latency-rate", type=float, default=150.0, help="offered workers/s (below capacity)"
     )
     parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--markdown", action="store_true", help="print bench/results.json as the README's table"
+    )
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown_table(json.loads((ROOT / "results.json").read_text())))
+        sys.exit(0)
     asyncio.run(main(args.sizes, args.service_n, args.latency_rate, args.latency_seconds))

@@ -20,7 +20,7 @@ from alembic import command, context
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData, pool
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
@@ -76,6 +76,9 @@ def upgrade(service: str, database_url: str, revision: str = "head") -> None:
     services migrating at once in one process (tests, `lindung migrate`) would trample each
     other: they take turns.
     """
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)  # a fresh data directory
     with _ONE_AT_A_TIME:
         command.upgrade(config_for(service, database_url), revision)
 

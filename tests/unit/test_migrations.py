@@ -55,3 +55,10 @@ def test_history_matches_the_models_on_postgresql(service: str) -> None:
         assert {"outbox", "inbox", "alembic_version"} <= names
     finally:
         asyncio.run(drop_databases([name]))
+
+
+def test_migrate_creates_a_missing_data_directory(tmp_path: Path) -> None:
+    """`lindung migrate` before any service ever ran (a fresh LINDUNG_DATA_DIR)."""
+    path = tmp_path / "not" / "yet" / "eligibility.db"
+    upgrade("eligibility", f"sqlite+aiosqlite:///{path}")
+    assert path.exists() and path.stat().st_size > 0
