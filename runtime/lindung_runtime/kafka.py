@@ -26,6 +26,23 @@ log = get_logger(__name__)
 TOPIC_ALREADY_EXISTS = 36
 
 
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer; a stray CancelledError from aiokafka's own fetch tasks is not ours.
+
+    aiokafka's `Fetcher.close()` cancels its pending fetch tasks and awaits them; one that is in
+    its retry back-off after a failed fetch (e.g. a request timeout on a busy broker) re-raises
+    the CancelledError into `stop()` (aio-libs/aiokafka#974). Swallowing it is right only when
+    nobody is cancelling us, which `Task.cancelling()` tells apart.
+    """
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.warning("consumer_stop_interrupted_by_fetcher")
+
+
 def client_options(settings: LindungSettings | None = None) -> dict[str, Any]:
     """Security options for every aiokafka client (TLS, SASL/SCRAM), from the settings.
 
@@ -213,7 +230,7 @@ class EventClient:
                 total += max(0, end[tp] - done)
             return total
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
             await admin.close()
 
 
@@ -257,7 +274,7 @@ class TopicReader:
 
     async def __aexit__(self, *_: object) -> None:
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
 
     async def read_new(self) -> list[Record]:
         consumer = self._consumer

@@ -18,7 +18,7 @@ from sqlmodel import col
 
 from lindung_contracts.topics import dead_letter_topic
 from lindung_runtime.db import Database
-from lindung_runtime.kafka import Record, TopicReader, client_options
+from lindung_runtime.kafka import Record, TopicReader, client_options, stop_consumer
 from lindung_runtime.outbox import OutboxMessage
 
 ERROR_HEADER_PREFIX = "x-lindung-"
@@ -162,7 +162,7 @@ async def replay_dead_letters(
                     remaining.discard(tp)
     finally:
         await producer.stop()
-        await consumer.stop()
+        await stop_consumer(consumer)
     return replayed, skipped
 
 
