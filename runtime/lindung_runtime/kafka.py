@@ -208,30 +208,64 @@ class EventClient:
                 yield record
 
     async def lag(self, group_id: str, topic_names: Sequence[str]) -> int:
-        """Messages on the topics that the consumer group has not yet committed past."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, **client_options())
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers, group_id=None, **client_options()
+        """Messages on the topics that the consumer group has not yet committed past (one-off:
+        for repeated polls keep a `GroupOffsets` open instead)."""
+        async with GroupOffsets(self.bootstrap_servers) as offsets:
+            return await offsets.lag(group_id, topic_names)
+
+
+class GroupOffsets:
+    """Where consumer groups stand on their topics, through one admin client and one consumer
+    kept open: a poll is then two requests, not four client start-ups."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self._admin: AIOKafkaAdminClient | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> GroupOffsets:
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap_servers, **client_options()
         )
-        await admin.start()
-        await consumer.start()
+        await self._admin.start()
         try:
-            partitions = [
-                TopicPartition(topic, p)
-                for topic in topic_names
-                for p in await _partitions_for(consumer, topic)
-            ]
-            end = await consumer.end_offsets(partitions)
-            committed = await admin.list_consumer_group_offsets(group_id, partitions=partitions)
-            total = 0
-            for tp in partitions:
-                meta = committed.get(tp)
-                done = meta.offset if meta is not None and meta.offset >= 0 else 0
-                total += max(0, end[tp] - done)
-            return total
-        finally:
-            await stop_consumer(consumer)
-            await admin.close()
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers, group_id=None, **client_options()
+            )
+            await self._consumer.start()
+        except BaseException:
+            await self._admin.close()
+            raise
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._consumer is not None:
+            await stop_consumer(self._consumer)
+        if self._admin is not None:
+            await self._admin.close()
+
+    async def committed(
+        self, group_id: str, topic_names: Sequence[str]
+    ) -> dict[TopicPartition, int]:
+        """The group's committed offset per partition of the topics (0 where it has none)."""
+        assert self._admin is not None and self._consumer is not None, "use `async with`"
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topic_names
+            for p in await _partitions_for(self._consumer, topic)
+        ]
+        metas = await self._admin.list_consumer_group_offsets(group_id, partitions=partitions)
+        return {
+            tp: meta.offset if (meta := metas.get(tp)) is not None and meta.offset >= 0 else 0
+            for tp in partitions
+        }
+
+    async def lag(self, group_id: str, topic_names: Sequence[str]) -> int:
+        """Messages on the topics that the group has not yet committed past."""
+        assert self._consumer is not None, "use `async with`"
+        committed = await self.committed(group_id, topic_names)
+        end = await self._consumer.end_offsets(list(committed))
+        return sum(max(0, end[tp] - done) for tp, done in committed.items())
 
 
 class TopicReader:

@@ -79,7 +79,7 @@ class ServiceMetrics:
 
 async def refresh_gauges(service: Service) -> None:
     """Background loop: outbox backlog and consumer lag are asked for, not counted."""
-    from lindung_runtime.kafka import EventClient
+    from lindung_runtime.kafka import GroupOffsets
 
     metrics = service.metrics
     while True:
@@ -95,10 +95,10 @@ async def refresh_gauges(service: Service) -> None:
             metrics.outbox_backlog.labels(service.name).set(backlog)
             bootstrap = service.settings.kafka_bootstrap_servers
             if bootstrap and service.routes:
-                client = EventClient(bootstrap)  # lag() opens its own admin and consumer clients
-                for topic in service.routes:
-                    lag = await client.lag(service.group_for(topic), [topic])
-                    metrics.consumer_lag.labels(service.name, topic).set(lag)
+                async with GroupOffsets(bootstrap) as offsets:
+                    for topic in service.routes:
+                        lag = await offsets.lag(service.group_for(topic), [topic])
+                        metrics.consumer_lag.labels(service.name, topic).set(lag)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the broker may be away: the gauges keep their last value

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lindung_contracts import topics
-from lindung_runtime.kafka import TopicReader
+from lindung_runtime.kafka import GroupOffsets, TopicReader
 from tests.chaos.kit import (
     Census,
     System,
@@ -54,23 +54,8 @@ class ExclusiveLock:
 
 async def committed(system: System, service: str, topic: str) -> int:
     """The sum of the group's committed offsets on the topic's partitions."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=system.bootstrap, group_id=None)
-    admin = AIOKafkaAdminClient(bootstrap_servers=system.bootstrap)
-    await consumer.start()
-    await admin.start()
-    try:
-        await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        offsets = await admin.list_consumer_group_offsets(
-            group(service, topic), partitions=partitions
-        )
-        return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
-    finally:
-        await admin.close()
-        await consumer.stop()
+    async with GroupOffsets(system.bootstrap) as offsets:
+        return sum((await offsets.committed(group(service, topic), [topic])).values())
 
 
 async def settled_offsets(system: System, service: str, topic: str) -> int:
