@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from lindung_runtime.embedded import EmbeddedKafka
+
+
+async def run_lindung(
+    *args: str, env: Mapping[str, str], timeout: float = 120.0
+) -> tuple[int, str]:
+    """`lindung ARGS` in its own process, as an operator runs it: (exit code, output)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lindung_cli",
+        *args,
+        env={**os.environ, **env, "COLUMNS": "200"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=timeout)
+    return process.returncode or 0, output.decode(errors="replace")
 
 
 @pytest.fixture

@@ -30,7 +30,6 @@ import io
 import os
 import signal
 import sqlite3
-import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -46,6 +45,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 
+from lindung_cli.funnel import FUNNEL_TOPICS
 from lindung_cli.stack import Child, Stack, StackSettings
 from lindung_contracts import (
     DayStarted,
@@ -57,7 +57,8 @@ from lindung_contracts import (
     topics,
 )
 from lindung_runtime.embedded import EmbeddedKafka, free_port
-from lindung_runtime.kafka import EventClient, Record, TopicReader, ensure_topics
+from lindung_runtime.kafka import EventClient, GroupOffsets, Record, TopicReader, ensure_topics
+from tests.conftest import run_lindung
 
 PROGRAM = "chaos-2025q4"
 START = date(2025, 10, 1)
@@ -408,39 +409,25 @@ class System:
     async def lindung(self, *args: str, timeout: float = 120.0) -> str:
         """Run the `lindung` CLI against this system as an operator would; its output (it must
         succeed)."""
-        env = dict(os.environ)
-        env.update(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                "LINDUNG_DATA_DIR": str(self.data_dir.resolve()),
-                "COLUMNS": "200",
-            }
-        )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "lindung_cli",
-            *args,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=timeout)
-        text = output.decode(errors="replace")
-        assert process.returncode == 0, f"lindung {' '.join(args)} failed:\n{text}"
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "LINDUNG_DATA_DIR": str(self.data_dir.resolve()),
+        }
+        code, text = await run_lindung(*args, env=env, timeout=timeout)
+        assert code == 0, f"lindung {' '.join(args)} failed:\n{text}"
         return text
 
     async def lag(self, service: str, topic: str) -> int:
-        async with EventClient(self.bootstrap) as client:
-            return await client.lag(group(service, topic), [topic])
+        async with GroupOffsets(self.bootstrap) as offsets:
+            return await offsets.lag(group(service, topic), [topic])
 
     async def total_lag(self, services: Sequence[str] | None = None) -> dict[str, int]:
         """Lag per consumer group that has any."""
         lags = {}
-        async with EventClient(self.bootstrap) as client:
+        async with GroupOffsets(self.bootstrap) as offsets:
             for service in services or self.services:
                 for topic in CONSUMES[service]:
-                    if lag := await client.lag(group(service, topic), [topic]):
+                    if lag := await offsets.lag(group(service, topic), [topic]):
                         lags[group(service, topic)] = lag
         return lags
 
@@ -483,17 +470,6 @@ async def until(
 
 
 # --- the census ---------------------------------------------------------------------------------
-
-OUTPUT_TOPICS = (
-    topics.WORKER_REGISTERED,
-    topics.REGISTRATION_REJECTED,
-    topics.ELIGIBILITY_CONFIRMED,
-    topics.ELIGIBILITY_REJECTED,
-    topics.CONTRIBUTION_INVOICED,
-    topics.COVERAGE_ACTIVATED,
-    topics.COVERAGE_EXPIRING,
-    topics.DIGEST_SENT,
-)
 
 
 @dataclass
@@ -540,7 +516,7 @@ class Census:
     async def reset_reader(self, bootstrap: str | None = None) -> None:
         await self.close_reader()
         self.bootstrap = bootstrap or self.bootstrap
-        reader = TopicReader(self.bootstrap, OUTPUT_TOPICS)
+        reader = TopicReader(self.bootstrap, FUNNEL_TOPICS)
         await reader.__aenter__()
         self._reader = reader
 

@@ -4,10 +4,7 @@ Kafka."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from lindung_registration.db import Worker
 from lindung_registration.settings import RegistrationSettings
 from lindung_registration.spreadsheet import ERRORS_COLUMN, write_template_csv
 from lindung_runtime.embedded import free_port
+from tests.conftest import run_lindung
 from tests.integration.conftest import count_rows, on_broker, running
 from tests.unit.handler_kit import PROGRAM
 
@@ -41,20 +39,6 @@ def rows() -> list[dict[str, str]]:
     return [*good, bad]
 
 
-async def lindung(*args: str, env: dict[str, str]) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "lindung_cli",
-        *args,
-        env={**os.environ, **env, "COLUMNS": "200"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
-    return process.returncode or 0, output.decode()
-
-
 async def test_register_imports_through_the_api_and_saves_the_rejected_rows(
     kafka_bootstrap: str, data_dir: Path, tmp_path: Path
 ) -> None:
@@ -67,7 +51,7 @@ async def test_register_imports_through_the_api_and_saves_the_rejected_rows(
     write_template_csv(sheet, rows())
     env = {"LINDUNG_API_URL": f"http://127.0.0.1:{port}", "LINDUNG_API_KEY": key}
     async with running(service):
-        code, output = await lindung("register", str(sheet), "--program", PROGRAM, env=env)
+        code, output = await run_lindung("register", str(sheet), "--program", PROGRAM, env=env)
         assert code == 0, output
         assert "5 registered" in output and "1 rejected" in output
         assert await count_rows(service, Worker) == 5
@@ -76,7 +60,7 @@ async def test_register_imports_through_the_api_and_saves_the_rejected_rows(
         assert [r["NIK"] for r in rejected] == ["12345"]
         assert "NIK harus 16 digit" in rejected[0][ERRORS_COLUMN]
 
-        code, output = await lindung(
+        code, output = await run_lindung(
             "register", str(sheet), "--program", PROGRAM, env={**env, "LINDUNG_API_KEY": "lnd_x"}
         )
         assert code == 1 and "HTTP 401" in output
@@ -92,10 +76,10 @@ async def test_register_falls_back_to_kafka_when_the_api_is_down(
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "LINDUNG_DATA_DIR": str(data_dir),
     }
-    code, output = await lindung("register", str(sheet), "--program", PROGRAM, env=env)
+    code, output = await run_lindung("register", str(sheet), "--program", PROGRAM, env=env)
     assert code == 0, output
     assert "6 requests sent over Kafka" in output
-    code, output = await lindung(
+    code, output = await run_lindung(
         "register", str(sheet), "--program", PROGRAM, "--via", "http", env=env
     )
     assert code == 1 and "did not answer" in output

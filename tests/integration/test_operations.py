@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from lindung_registration.app import create_service as create_registration
 from lindung_registration.settings import RegistrationSettings
 from lindung_runtime.kafka import EventClient, Record
 from lindung_runtime.operations import REPLAYED_FROM_HEADER
+from tests.conftest import run_lindung
 from tests.integration.conftest import (
     eventually,
     on_broker,
@@ -49,25 +48,11 @@ def request(serial: int) -> RegistrationRequested:
 
 
 async def lindung(bootstrap: str, data_dir: Path, *args: str) -> str:
-    """`lindung ARGS` in its own process, as an operator runs it; its output (it must succeed)."""
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "LINDUNG_DATA_DIR": str(data_dir),
-        "COLUMNS": "200",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "lindung_cli",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    """`lindung ARGS` against this broker and data directory; its output (it must succeed)."""
+    code, text = await run_lindung(
+        *args, env={"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "LINDUNG_DATA_DIR": str(data_dir)}
     )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
-    text = output.decode()
-    assert process.returncode == 0, f"lindung {' '.join(args)}:\n{text}"
+    assert code == 0, f"lindung {' '.join(args)}:\n{text}"
     return text
 
 
