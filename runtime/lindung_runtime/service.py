@@ -141,7 +141,11 @@ class Service:
                 **options,
             )
             subscriber(handler)
-            linger_batches(subscriber, self.settings.consumer_batch_linger_ms)
+            linger_batches(
+                subscriber,
+                self.settings.consumer_batch_size,
+                self.settings.consumer_batch_linger_ms,
+            )
             return handler
 
         return register
@@ -225,8 +229,8 @@ class Service:
         log.info("service_stopped")
 
 
-def linger_batches(subscriber: Any, linger_ms: int) -> None:
-    """Let a batch that came back short wait up to `linger_ms` for more records.
+def linger_batches(subscriber: Any, limit: int, linger_ms: int) -> None:
+    """Let a batch that came back short of `limit` wait up to `linger_ms` for more records.
 
     FastStream hands over whatever one `getmany` returned; in a pipeline under load that is often
     a few records (what the upstream relay sent since the last poll), and every batch costs a
@@ -239,7 +243,6 @@ def linger_batches(subscriber: Any, linger_ms: int) -> None:
 
     async def get_msg(consumer: Any) -> tuple[Any, ...]:
         records = list(await fetch_once(consumer))
-        limit = subscriber.max_records or 500
         deadline = asyncio.get_running_loop().time() + linger_ms / 1000
         while records and len(records) < limit:
             remaining = deadline - asyncio.get_running_loop().time()

@@ -79,13 +79,13 @@ def subscriber_over(consumer: FakeConsumer, max_records: int) -> Any:
     async def get_msg(_: Any) -> tuple[int, ...]:
         return tuple((await consumer.getmany(200, max_records)).get("tp", []))
 
-    return SimpleNamespace(get_msg=get_msg, max_records=max_records)
+    return SimpleNamespace(get_msg=get_msg)
 
 
 async def test_a_short_batch_waits_for_more_up_to_the_batch_size() -> None:
     consumer = FakeConsumer([1, 2], [3], [4, 5, 6, 7], [8])
     subscriber = subscriber_over(consumer, max_records=5)
-    linger_batches(subscriber, linger_ms=500)
+    linger_batches(subscriber, limit=5, linger_ms=500)
     assert await subscriber.get_msg(consumer) == (1, 2, 3, 4, 5)
     assert consumer.asked == [5, 3, 2]  # never asks for more than the batch has room for
 
@@ -93,12 +93,12 @@ async def test_a_short_batch_waits_for_more_up_to_the_batch_size() -> None:
 async def test_a_short_batch_goes_on_when_nothing_more_comes() -> None:
     consumer = FakeConsumer([1])
     subscriber = subscriber_over(consumer, max_records=500)
-    linger_batches(subscriber, linger_ms=30)
+    linger_batches(subscriber, limit=500, linger_ms=30)
     assert await subscriber.get_msg(consumer) == (1,)
 
 
 def test_no_linger_leaves_the_subscriber_alone() -> None:
     subscriber = subscriber_over(FakeConsumer(), max_records=5)
     original = subscriber.get_msg
-    linger_batches(subscriber, linger_ms=0)
+    linger_batches(subscriber, limit=5, linger_ms=0)
     assert subscriber.get_msg is original
