@@ -49,7 +49,7 @@ test-chaos: bootstrap
 	$(VENV)/bin/pytest tests/chaos -s $(PYTEST_ARGS)
 
 bench: bootstrap
-	$(VENV)/bin/python bench/pipeline.py
+	$(VENV)/bin/python bench/pipeline.py --sizes 10000 100000 --service-n 10000
 
 test: lint typecheck
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)

@@ -30,7 +30,6 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.table import Table
 
@@ -46,7 +45,7 @@ from lindung_contracts import (
     topics,
 )
 from lindung_runtime.embedded import EmbeddedKafka, free_port
-from lindung_runtime.kafka import EventClient, TopicReader, ensure_topics
+from lindung_runtime.kafka import EventClient, GroupOffsets, TopicReader, ensure_topics
 
 ROOT = Path(__file__).resolve().parent
 PROGRAM = "bench-2025q4"
@@ -183,22 +182,13 @@ async def wait_for_lag_zero(
 ) -> tuple[float, float]:
     """(when the group first committed, when it committed past all n records).
 
-    One admin client and one consumer for the whole wait, polled every 0.1 s: opening new clients
-    for each poll (as `EventClient.lag` does) took longer than a batch."""
+    One `GroupOffsets` for the whole wait, polled every 0.1 s: opening new clients for each poll
+    (as `EventClient.lag` does) took longer than a batch."""
     first = None
     deadline = time.perf_counter() + timeout
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await admin.start()
-    await consumer.start()
-    try:
-        await consumer.topics()
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        end = await consumer.end_offsets(parts)
+    async with GroupOffsets(bootstrap) as offsets:
         while True:
-            committed = await admin.list_consumer_group_offsets(group, partitions=parts)
-            done = sum(max(0, meta.offset) for tp, meta in committed.items() if meta is not None)
-            lag = sum(end.values()) - done
+            lag = await offsets.lag(group, [topic])
             now = time.perf_counter()
             if lag < n and first is None:
                 first = now
@@ -207,9 +197,6 @@ async def wait_for_lag_zero(
             if now > deadline:
                 raise TimeoutError(f"{group}: lag {lag:,} after {timeout:.0f}s")
             await asyncio.sleep(0.1)
-    finally:
-        await consumer.stop()
-        await admin.close()
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -585,92 +572,81 @@ def save(results: dict[str, Any]) -> None:
     (ROOT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
-def render_table(results: dict[str, Any]) -> Table:
-    raw = results["raw_broker"]
-    table = Table(title=f"Lindung pipeline ({results['machine']['cpus']} CPUs, embedded broker)")
-    for column in ("measure", "rate", "ratio to raw consume", "peak RSS"):
-        table.add_column(column, justify="right" if column != "measure" else "left")
-    table.add_row(
-        f"raw broker produce ({raw['message_bytes']} B)", f"{raw['produce_per_s']:,.0f}/s", "", ""
-    )
-    table.add_row("raw broker consume", f"{raw['consume_per_s']:,.0f}/s", "1.00", "")
-    for name, f in results["services"].items():
-        table.add_row(
-            f"{name} alone",
-            f"{f['events_per_s']:,.0f}/s",
-            f"{f['ratio_to_raw_consume']:.3f}",
-            f"{f['peak_rss_mb']:.0f} MB",
-        )
-    scale = results["scale_out"]
-    table.add_row(
-        "eligibility, 2 instances, 1 group",
-        f"{scale['events_per_s']:,.0f}/s; split "
-        + " + ".join(f"{v:,}" for v in scale["processed_per_instance"])
-        + f"; {scale['confirmed']:,} confirmed of quota {scale['quota']:,}",
-        "",
-        "",
-    )
-    for f in results["end_to_end"]:
-        table.add_row(
-            f"end to end, N={f['n']:,}",
-            f"{f['workers_per_s']:,.0f} workers/s",
-            f"{f['ratio_to_raw_consume']:.3f}",
-            " / ".join(f"{k[:4]} {v:.0f}" for k, v in f["peak_rss_mb"].items()) + " MB",
-        )
-        table.add_row(
-            "  CPU ms per worker",
-            " / ".join(f"{k[:4]} {v:.2f}" for k, v in f["cpu_ms_per_worker"].items()),
-            "",
-            "",
-        )
-    lat = results["latency"]
-    table.add_row(
-        f"latency at {lat['offered_per_s']:,.0f}/s offered",
-        f"p50 {lat['p50_ms']:,.0f} ms, p95 {lat['p95_ms']:,.0f} ms, p99 {lat['p99_ms']:,.0f} ms",
-        "",
-        "",
-    )
-    return table
+COLUMNS = ("measure", "rate", "ratio to raw consume", "peak RSS")
 
 
-def markdown_table(results: dict[str, Any]) -> str:
-    """The README's table, from a results.json."""
+def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The figures of a run as table rows: the terminal's table and the README's are these."""
     raw = results["raw_broker"]
     rows = [
-        "| measure | rate | ratio to raw consume | peak RSS |",
-        "|---|---|---|---|",
-        f"| raw broker produce ({raw['message_bytes']} B) | {raw['produce_per_s']:,.0f}/s | | |",
-        f"| raw broker consume | {raw['consume_per_s']:,.0f}/s | 1 | |",
+        (
+            f"raw broker produce ({raw['message_bytes']} B)",
+            f"{raw['produce_per_s']:,.0f}/s",
+            "",
+            "",
+        ),
+        ("raw broker consume", f"{raw['consume_per_s']:,.0f}/s", "1", ""),
     ]
     for name, f in results["services"].items():
         rows.append(
-            f"| {name} alone | {f['events_per_s']:,.0f} events/s "
-            f"| {f['ratio_to_raw_consume']:.4f} | {f['peak_rss_mb']:.0f} MB |"
+            (
+                f"{name} alone",
+                f"{f['events_per_s']:,.0f} events/s",
+                f"{f['ratio_to_raw_consume']:.4f}",
+                f"{f['peak_rss_mb']:.0f} MB",
+            )
         )
     scale = results["scale_out"]
     split = " + ".join(f"{v:,}" for v in scale["processed_per_instance"])
     rows.append(
-        f"| eligibility, 2 instances in 1 group ({scale['partitions']} partitions) "
-        f"| {scale['events_per_s']:,.0f} events/s, split {split}; "
-        f"{scale['confirmed']:,} confirmed for a quota of {scale['quota']:,} "
-        f"| {scale['events_per_s'] / raw['consume_per_s']:.4f} | |"
+        (
+            f"eligibility, 2 instances in 1 group ({scale['partitions']} partitions)",
+            f"{scale['events_per_s']:,.0f} events/s, split {split}; "
+            f"{scale['confirmed']:,} confirmed for a quota of {scale['quota']:,}",
+            f"{scale['events_per_s'] / raw['consume_per_s']:.4f}",
+            "",
+        )
     )
     for f in results["end_to_end"]:
         rss = ", ".join(f"{k} {v:.0f}" for k, v in f["peak_rss_mb"].items())
         cpu = ", ".join(f"{k} {v:.2f}" for k, v in f["cpu_ms_per_worker"].items())
         rows.append(
-            f"| end to end, N = {f['n']:,} | **{f['workers_per_s']:,.0f} workers/s** "
-            f"({f['seconds']:,.0f} s); CPU ms per worker: {cpu} "
-            f"| {f['ratio_to_raw_consume']:.4f} | {rss} MB |"
+            (
+                f"end to end, N = {f['n']:,}",
+                f"{f['workers_per_s']:,.0f} workers/s ({f['seconds']:,.0f} s); "
+                f"CPU ms per worker: {cpu}",
+                f"{f['ratio_to_raw_consume']:.4f}",
+                f"{rss} MB",
+            )
         )
     lat = results["latency"]
     rows.append(
-        f"| latency RegistrationRequested → ContributionInvoiced at "
-        f"{lat['offered_per_s']:,.0f} workers/s offered ({lat['workers']:,} workers) "
-        f"| p50 {lat['p50_ms']:,.0f} ms, p95 {lat['p95_ms']:,.0f} ms, "
-        f"p99 {lat['p99_ms']:,.0f} ms | | |"
+        (
+            f"latency RegistrationRequested → ContributionInvoiced at "
+            f"{lat['offered_per_s']:,.0f} workers/s offered ({lat['workers']:,} workers)",
+            f"p50 {lat['p50_ms']:,.0f} ms, p95 {lat['p95_ms']:,.0f} ms, "
+            f"p99 {lat['p99_ms']:,.0f} ms",
+            "",
+            "",
+        )
     )
-    return "\n".join(rows)
+    return rows
+
+
+def render_table(results: dict[str, Any]) -> Table:
+    table = Table(title=f"Lindung pipeline ({results['machine']['cpus']} CPUs, embedded broker)")
+    for column in COLUMNS:
+        table.add_column(column, justify="right" if column != "measure" else "left")
+    for row in table_rows(results):
+        table.add_row(*row)
+    return table
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """The README's table, from a results.json."""
+    lines = [f"| {' | '.join(COLUMNS)} |", "|---|---|---|---|"]
+    lines += [f"| {' | '.join(row)} |" for row in table_rows(results)]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
