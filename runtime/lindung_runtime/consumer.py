@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiokafka.errors import MessageSizeTooLargeError
+from faststream import BaseMiddleware
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
@@ -145,26 +146,28 @@ def decode(delivery: Delivery, event_type: type[BaseModel]) -> BaseModel:
 
 
 class ReliableConsumer:
-    """Middleware factory bound to one service (FastStream instantiates it per batch)."""
+    """Middleware factory bound to one service (FastStream instantiates it per batch and per
+    publish, so the scope class is built once, not on every call)."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
 
     def __call__(self, msg: Any, /, *, context: Any) -> Any:
-        from faststream import BaseMiddleware
+        return _ReliableScope(msg, context=context, service=self.service)
 
-        service = self.service
 
-        class _Scope(BaseMiddleware):
-            async def consume_scope(self, call_next: Any, message: Any) -> Any:
-                batch = deliveries_of(message.raw_message)
-                route = service.routes.get(batch[0].topic) if batch else None
-                if route is None:
-                    return await call_next(message)
-                await BatchProcessor(service, route).process(batch)
-                return None
+class _ReliableScope(BaseMiddleware):  # type: ignore[type-arg]
+    def __init__(self, msg: Any, /, *, context: Any, service: Service) -> None:
+        super().__init__(msg, context=context)
+        self.service = service
 
-        return _Scope(msg, context=context)
+    async def consume_scope(self, call_next: Any, message: Any) -> Any:
+        batch = deliveries_of(message.raw_message)
+        route = self.service.routes.get(batch[0].topic) if batch else None
+        if route is None:
+            return await call_next(message)
+        await BatchProcessor(self.service, route).process(batch)
+        return None
 
 
 class BatchProcessor:

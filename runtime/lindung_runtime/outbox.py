@@ -12,7 +12,7 @@ import json
 import random
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import Column, DateTime, Index, Text, delete, insert, inspect, or_, update
 from sqlmodel import Field, SQLModel, col, select
@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from lindung_contracts import Event, cloudevent_headers
 from lindung_runtime.clock import Clock
 from lindung_runtime.logging import get_logger
-from lindung_runtime.rows import new_row
+from lindung_runtime.rows import NewRow, write_new_rows
 from lindung_runtime.tracing import current_trace_headers
 
 if TYPE_CHECKING:
@@ -65,22 +65,26 @@ RUNTIME_TABLES: list[type[SQLModel]] = [OutboxMessage, InboxMessage]
 _pk_names: dict[type[Any], tuple[str, ...]] = {}
 
 
-def _primary_key(row: SQLModel) -> tuple[Any, ...]:
-    names = _pk_names.get(type(row))
+def _pk_names_of(model: type[Any]) -> tuple[str, ...]:
+    names = _pk_names.get(model)
     if names is None:
-        names = _pk_names[type(row)] = tuple(
-            prop.key
-            for column in inspect(type(row)).primary_key
-            for prop in [inspect(type(row)).get_property_by_column(column)]
+        mapper = inspect(model)
+        names = _pk_names[model] = tuple(
+            mapper.get_property_by_column(column).key for column in mapper.primary_key
         )
-    return tuple(row.__dict__.get(name) for name in names)
+    return names
+
+
+def _primary_key(row: SQLModel) -> tuple[Any, ...]:
+    return tuple(row.__dict__.get(name) for name in _pk_names_of(type(row)))
 
 
 class UnitOfWork:
     """One batch's transaction: load and change state, `emit` events; all or nothing.
 
     The session does not autoflush (see db.py), so rows this batch added are not yet visible to
-    queries: `add` and `get` keep them findable by primary key, and `added` lists them by type.
+    queries: `add` and `get` keep them findable by primary key, and `added` lists them by type;
+    `flush` writes them when a handler must query them.
     """
 
     def __init__(self, session: AsyncSession, clock: Clock, source: str) -> None:
@@ -97,27 +101,36 @@ class UnitOfWork:
         self._loaded: dict[tuple[type[Any], tuple[Any, ...]], Any] = {}
         self._outbox_rows: list[dict[str, Any]] = []
         self._inbox_rows: list[dict[str, Any]] = []
+        self._new_rows: list[NewRow] = []
 
     def now(self) -> datetime:
         return self.clock.now()
 
     def create(self, model: type[T], **values: Any) -> T:
-        """A new row of `model` from already-validated values, added to this batch (see rows.py:
-        a fifth of the cost of `model(**values)`)."""
-        row = new_row(model, **values)
-        self.add(row)
-        return row
+        """A new row of `model` from already-validated values, inserted at commit with the
+        batch's other new rows of its table (see rows.py: a fraction of the ORM's cost)."""
+        row = NewRow(model, values)
+        self._track(model, tuple(values[name] for name in _pk_names_of(model)), row)
+        self._new_rows.append(row)
+        return cast(T, row)
 
     def add(self, row: SQLModel) -> None:
-        key = _primary_key(row)
-        known = self._added.setdefault(type(row), {})
+        """Save a new or changed ORM row with this transaction (a created row needs no `add`)."""
+        if isinstance(row, NewRow):
+            return  # written at flush or commit, with any change made to it by then
+        self._track(type(row), _primary_key(row), row)
+        self.session.add(row)
+
+    def _track(self, model: type[Any], key: tuple[Any, ...], row: Any) -> None:
+        known = self._added.setdefault(model, {})
+        if key in known and isinstance(known[key], NewRow):
+            raise ValueError(f"{model.__name__} {key!r} created twice in one transaction")
         if key not in known:
-            for (model, column), index in self._added_by.items():
-                if model is type(row):
+            for (indexed, column), index in self._added_by.items():
+                if indexed is model:
                     index.setdefault(getattr(row, column), []).append(row)
         known[key] = row
-        self._absent.discard((type(row), key))
-        self.session.add(row)
+        self._absent.discard((model, key))
 
     async def get(self, model: type[T], key: Any, *, for_update: bool = False) -> T | None:
         """By primary key, from what this batch added or preloaded before asking the database.
@@ -208,14 +221,22 @@ class UnitOfWork:
     def mark_processed(self, topic: str, event_id: str) -> None:
         self._inbox_rows.append({"topic": topic, "event_id": event_id, "processed_at": self.now()})
 
+    async def flush(self) -> None:
+        """Write this transaction's changes so far, so that its queries see them."""
+        if self._new_rows:
+            await write_new_rows(await self.session.connection(), self._new_rows)
+        await self.session.flush()
+
     async def commit(self) -> None:
         """Commit the state changes together with the queued outbox and inbox rows.
 
-        Those rows go in as one multi-row INSERT per table (Core, no ORM objects): the ORM would
+        New rows go in as one multi-row INSERT per table (Core, no ORM objects): the ORM would
         insert outbox rows one statement at a time to learn each new id, which nobody needs.
         """
-        if self._outbox_rows or self._inbox_rows:
+        if self._outbox_rows or self._inbox_rows or self._new_rows:
             connection = await self.session.connection()  # the session's own transaction
+            if self._new_rows:
+                await write_new_rows(connection, self._new_rows)
             if self._outbox_rows:
                 await connection.execute(insert(OutboxMessage), self._outbox_rows)
             if self._inbox_rows:

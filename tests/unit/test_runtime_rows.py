@@ -12,8 +12,10 @@ import pytest
 from sqlmodel import select
 
 from lindung_registration.db import Worker, WorkerStatus
+from lindung_runtime.clock import FixedClock
 from lindung_runtime.db import Database
-from lindung_runtime.rows import new_row
+from lindung_runtime.outbox import UnitOfWork
+from lindung_runtime.rows import NewRow
 from lindung_runtime.service import linger_batches
 
 VALUES = dict(
@@ -29,35 +31,53 @@ VALUES = dict(
 )
 
 
-def test_new_row_equals_the_model_built_the_ordinary_way() -> None:
-    assert new_row(Worker, **VALUES).model_dump() == Worker(**VALUES).model_dump()
-    status = new_row(WorkerStatus, worker_id="w-1", program_id="p", nik="5318010101900001")
-    assert status.registered is False and status.invoiced_idr == 0 and status.invoice_id is None
+def test_a_new_row_reads_like_the_model_built_the_ordinary_way() -> None:
+    row = NewRow(Worker, dict(VALUES))
+    assert {name: getattr(row, name) for name in Worker.model_fields} == Worker(
+        **VALUES
+    ).model_dump()
+    status = NewRow(WorkerStatus, dict(worker_id="w-1", program_id="p", nik="5318010101900001"))
+    assert (status.registered, status.invoiced_idr, status.invoice_id) == (False, 0, None)
 
 
-def test_new_row_refuses_a_field_the_model_lacks() -> None:
+def test_a_new_row_refuses_a_field_the_model_lacks() -> None:
     with pytest.raises(TypeError, match="no field"):
-        new_row(Worker, **VALUES, salary=1)
+        NewRow(Worker, dict(VALUES, salary=1))
 
 
-async def test_new_rows_are_inserted_and_later_changes_are_saved(tmp_path: Path) -> None:
+async def test_created_rows_are_inserted_at_commit_with_changes_made_before_and_after_a_flush(
+    tmp_path: Path,
+) -> None:
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'rows.db'}")
     await database.create_tables([Worker, WorkerStatus])
     async with database.session() as session:
-        session.add(new_row(Worker, **VALUES))
-        status = new_row(WorkerStatus, worker_id="w-1", program_id="p", nik="5318010101900001")
-        session.add(status)
-        status.registered = True  # changed while pending
-        await session.commit()
-        status.invoiced_idr = 50_400  # changed once persistent
-        session.add(status)
-        await session.commit()
+        uow = UnitOfWork(session, FixedClock(datetime(2025, 10, 1, tzinfo=UTC)), "test")
+        uow.create(Worker, **VALUES)
+        status = uow.create(WorkerStatus, worker_id="w-1", program_id="p", nik="5318010101900001")
+        status.registered = True  # changed before it was written
+        assert await uow.get(WorkerStatus, "w-1") is status  # found before it is written
+        await uow.flush()
+        counted = (await session.exec(select(WorkerStatus))).all()
+        assert [s.registered for s in counted] == [True]  # a query after flush sees it
+        status.invoiced_idr = 50_400  # changed after it was written
+        await uow.commit()
     async with database.read_session() as session:
         (worker,) = (await session.exec(select(Worker))).all()
         (saved,) = (await session.exec(select(WorkerStatus))).all()
     await database.dispose()
     assert worker.full_name == "Maria Bili" and worker.birth_date == date(1990, 1, 1)
     assert (saved.registered, saved.invoiced_idr) == (True, 50_400)
+
+
+async def test_a_row_created_twice_in_one_transaction_is_an_error(tmp_path: Path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'rows.db'}")
+    await database.create_tables([Worker])
+    async with database.session() as session:
+        uow = UnitOfWork(session, FixedClock(datetime(2025, 10, 1, tzinfo=UTC)), "test")
+        uow.create(Worker, **VALUES)
+        with pytest.raises(ValueError, match="created twice"):
+            uow.create(Worker, **VALUES)
+    await database.dispose()
 
 
 class FakeConsumer:

@@ -126,7 +126,7 @@ async def on_payment_received(payment: PaymentReceived, uow: UnitOfWork = Contex
             total_idr=invoice.total_idr,
         )
         return
-    await session.flush()  # lines activated earlier in this batch are not waiting any more
+    await uow.flush()  # lines activated earlier in this batch are not waiting any more
     waiting = (
         await session.exec(
             select(InvoiceLine).where(
@@ -158,7 +158,7 @@ def _activate(uow: UnitOfWork, line: InvoiceLine) -> None:
 async def on_day_started(day: DayStarted, uow: UnitOfWork = Context("uow")) -> None:
     """Warn about every active coverage whose end is exactly one alert window away."""
     session = uow.session
-    await session.flush()  # activations and alerts earlier in this batch must count below
+    await uow.flush()  # activations and alerts earlier in this batch must count below
     for program in (await session.exec(select(Program))).all():
         for days_left, coverage_end in alert_windows_due(day.date, program.alert_days).items():
             active = col(InvoiceLine.activated_at).is_not(None)

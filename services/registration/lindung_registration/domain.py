@@ -10,6 +10,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 from typing import Literal
 
 import phonenumbers
@@ -88,7 +89,7 @@ class ValidRegistration:
     district: str
     phone: str | None
 
-    @property
+    @cached_property
     def worker_id(self) -> str:
         return worker_id_for(self.program_id, self.nik)
 
