@@ -271,37 +271,43 @@ class BatchProcessor:
                 todo.append(delivery)
             if self.route.preload is not None and todo:
                 await self.route.preload([d.event for d in todo], uow)
-            for delivery in todo:
-                with (
-                    service.tracer.start_as_current_span(
-                        f"{topic} process",
-                        context=propagate.extract(delivery.headers),
-                        kind=SpanKind.CONSUMER,
-                        attributes={
-                            "messaging.system": "kafka",
-                            "messaging.operation.type": "process",
-                            "messaging.destination.name": topic,
-                            "messaging.consumer.group.name": service.group_for(topic),
-                            "messaging.destination.partition.id": str(delivery.partition),
-                            "messaging.kafka.offset": delivery.offset,
-                            "messaging.message.id": delivery.event_id,
-                        },
-                    ),
-                    structlog.contextvars.bound_contextvars(
-                        topic=topic, event_id=delivery.event_id
-                    ),
-                ):
-                    uow.event_id = delivery.event_id
-                    uow.event_headers = delivery.headers
-                    began = time.perf_counter()
-                    await self.route.handler(delivery.event, uow)
-                    handler_seconds.observe(time.perf_counter() - began)
-                uow.mark_processed(topic, delivery.event_id)
+            with structlog.contextvars.bound_contextvars(topic=topic):
+                try:
+                    for delivery in todo:
+                        await self._handle(delivery, uow, handler_seconds)
+                finally:
+                    structlog.contextvars.unbind_contextvars("event_id")
             await uow.commit()
         consumed = service.metrics.consumed
         consumed.labels(service.name, topic, "processed").inc(len(todo))
         if len(batch) > len(todo):
             consumed.labels(service.name, topic, "duplicate").inc(len(batch) - len(todo))
+
+    async def _handle(self, delivery: Delivery, uow: UnitOfWork, handler_seconds: Any) -> None:
+        """One record, in its own span (continuing the producer's trace) and log context."""
+        service, topic = self.service, delivery.topic
+        # Bound per record without a context manager (a tenth of the cost); unbound per batch.
+        structlog.contextvars.bind_contextvars(event_id=delivery.event_id)
+        with service.tracer.start_as_current_span(
+            f"{topic} process",
+            context=propagate.extract(delivery.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": topic,
+                "messaging.consumer.group.name": service.group_for(topic),
+                "messaging.destination.partition.id": str(delivery.partition),
+                "messaging.kafka.offset": delivery.offset,
+                "messaging.message.id": delivery.event_id,
+            },
+        ):
+            uow.event_id = delivery.event_id
+            uow.event_headers = delivery.headers
+            began = time.perf_counter()
+            await self.route.handler(delivery.event, uow)
+            handler_seconds.observe(time.perf_counter() - began)
+        uow.mark_processed(topic, delivery.event_id)
 
     async def _pause(self, attempt: int, error: BaseException, cap: float = 10.0) -> None:
         delay = min(cap, self.settings.consumer_retry_base_seconds * 2 ** (attempt - 1))

@@ -35,6 +35,21 @@ def mask_personal_numbers(
     return mask_values(dict(event_dict))  # type: ignore[no-any-return]
 
 
+class LevelFirstBoundLogger(structlog.stdlib.BoundLogger):
+    """Asks the logger's level before building the line. A DEBUG line per event below the level
+    otherwise still copies the context and enters the processor chain (about 10 µs each)."""
+
+    def debug(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        if not self._logger.isEnabledFor(logging.DEBUG):
+            return None
+        return self._proxy_to_logger("debug", event, *args, **kw)
+
+    def info(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        if not self._logger.isEnabledFor(logging.INFO):
+            return None
+        return self._proxy_to_logger("info", event, *args, **kw)
+
+
 def configure_logging(
     service: str, level: str = "INFO", fmt: str = "json", stream: TextIO | None = None
 ) -> None:
@@ -60,7 +75,7 @@ def configure_logging(
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        wrapper_class=LevelFirstBoundLogger,
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
