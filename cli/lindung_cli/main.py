@@ -31,6 +31,7 @@ from lindung_cli.stack import Stack, StackSettings, resolve_bootstrap
 from lindung_contracts import DayStarted, Event, PaymentReceived, ProgramPublished
 from lindung_runtime.kafka import EventClient
 from lindung_runtime.logging import configure_logging
+from lindung_runtime.service import service_process_gc
 from lindung_runtime.settings import LindungSettings
 
 app = typer.Typer(
@@ -79,6 +80,7 @@ def service(name: ServiceName) -> None:
     settings = LindungSettings()
     configure_logging(name.value, settings.log_level, settings.log_format)
     module = importlib.import_module(f"lindung_{name.value}.app")
+    service_process_gc()
     asyncio.run(module.create_service().app.run())
 
 
