@@ -302,26 +302,32 @@ class OutboxRelay:
             total += sent
         return total
 
-    async def claim(self) -> list[OutboxMessage]:
+    async def claim(self) -> list[Any]:
         """Take a lease on the oldest unsent rows, so that instances sharing a database do not
-        send the same rows (a crashed instance's lease simply expires)."""
+        send the same rows (a crashed instance's lease simply expires). Plain rows of the columns
+        the relay sends, not ORM objects: nothing here changes them."""
         now = self.clock.now()
+        unsent = (
+            select(  # type: ignore[call-overload]
+                OutboxMessage.id,
+                OutboxMessage.topic,
+                OutboxMessage.key,
+                OutboxMessage.payload,
+                OutboxMessage.headers,
+            )
+            .where(
+                col(OutboxMessage.published_at).is_(None),
+                or_(
+                    col(OutboxMessage.lease_until).is_(None),
+                    col(OutboxMessage.lease_until) < now,
+                ),
+            )
+            .order_by(col(OutboxMessage.id))
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite holds the write lock
+        )
         async with self.database.session() as session:
-            rows = (
-                await session.exec(
-                    select(OutboxMessage)
-                    .where(
-                        col(OutboxMessage.published_at).is_(None),
-                        or_(
-                            col(OutboxMessage.lease_until).is_(None),
-                            col(OutboxMessage.lease_until) < now,
-                        ),
-                    )
-                    .order_by(col(OutboxMessage.id))
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)  # PostgreSQL; SQLite holds the write lock
-                )
-            ).all()
+            rows: list[Any] = list((await session.exec(unsent)).all())
             if rows:  # in the same transaction as the select: no one else can claim them
                 await session.exec(
                     update(OutboxMessage)  # type: ignore[call-overload]
@@ -329,7 +335,7 @@ class OutboxRelay:
                     .values(lease_until=now + timedelta(seconds=self.lease_seconds))
                 )
                 await session.commit()
-        return list(rows)
+        return rows
 
     async def relay_once(self) -> int:
         rows = await self.claim()
@@ -346,7 +352,7 @@ class OutboxRelay:
             self.on_published([row.topic for row in rows])
         return len(rows)
 
-    async def _publish(self, rows: list[OutboxMessage]) -> None:
+    async def _publish(self, rows: list[Any]) -> None:
         """Send every row without waiting on each; then wait until the broker has them all.
         The stored headers already hold the trace context of the handler that emitted the row."""
         pending = [
@@ -361,7 +367,7 @@ class OutboxRelay:
         ]
         await asyncio.gather(*(p for p in pending if asyncio.isfuture(p)))
 
-    async def _set(self, rows: list[OutboxMessage], **values: Any) -> None:
+    async def _set(self, rows: list[Any], **values: Any) -> None:
         async with self.database.session() as session:
             await session.exec(
                 update(OutboxMessage)  # type: ignore[call-overload]
