@@ -14,14 +14,14 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import Column, DateTime, Index, Text, delete, insert, inspect, or_, update
+from sqlalchemy import Column, DateTime, Index, Text, delete, insert, or_, update
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from lindung_contracts import Event, cloudevent_headers
 from lindung_runtime.clock import Clock
 from lindung_runtime.logging import get_logger
-from lindung_runtime.rows import NewRow, write_new_rows
+from lindung_runtime.rows import NewRow, primary_key_attributes, write_new_rows
 from lindung_runtime.tracing import current_trace_headers
 
 if TYPE_CHECKING:
@@ -62,21 +62,8 @@ class InboxMessage(SQLModel, table=True):
 RUNTIME_TABLES: list[type[SQLModel]] = [OutboxMessage, InboxMessage]
 
 
-_pk_names: dict[type[Any], tuple[str, ...]] = {}
-
-
-def _pk_names_of(model: type[Any]) -> tuple[str, ...]:
-    names = _pk_names.get(model)
-    if names is None:
-        mapper = inspect(model)
-        names = _pk_names[model] = tuple(
-            mapper.get_property_by_column(column).key for column in mapper.primary_key
-        )
-    return names
-
-
 def _primary_key(row: SQLModel) -> tuple[Any, ...]:
-    return tuple(row.__dict__.get(name) for name in _pk_names_of(type(row)))
+    return tuple(row.__dict__.get(name) for name in primary_key_attributes(type(row)))
 
 
 class UnitOfWork:
@@ -110,7 +97,7 @@ class UnitOfWork:
         """A new row of `model` from already-validated values, inserted at commit with the
         batch's other new rows of its table (see rows.py: a fraction of the ORM's cost)."""
         row = NewRow(model, values)
-        self._track(model, tuple(values[name] for name in _pk_names_of(model)), row)
+        self._track(model, tuple(values[name] for name in primary_key_attributes(model)), row)
         self._new_rows.append(row)
         return cast(T, row)
 
@@ -150,8 +137,8 @@ class UnitOfWork:
                     model, key, with_for_update=True, populate_existing=True
                 )
             return self._locked[(model, ident)]  # type: ignore[no-any-return]
-        pk = inspect(model).primary_key
-        index = self._preloaded.get((model, pk[0].key)) if len(pk) == 1 else None
+        pk = primary_key_attributes(model)  # cached: `get` runs once per record or more
+        index = self._preloaded.get((model, pk[0])) if len(pk) == 1 else None
         if index is not None and key in index:
             rows = index[key]
             return rows[0] if rows else None
@@ -230,8 +217,9 @@ class UnitOfWork:
     async def commit(self) -> None:
         """Commit the state changes together with the queued outbox and inbox rows.
 
-        New rows go in as one multi-row INSERT per table (Core, no ORM objects): the ORM would
-        insert outbox rows one statement at a time to learn each new id, which nobody needs.
+        Created, outbox and inbox rows go in as one multi-row INSERT per table (Core, no ORM
+        objects): the ORM would insert outbox rows one statement at a time to learn each new id,
+        which nobody needs.
         """
         if self._outbox_rows or self._inbox_rows or self._new_rows:
             connection = await self.session.connection()  # the session's own transaction

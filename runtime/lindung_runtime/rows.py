@@ -20,6 +20,7 @@ from sqlmodel import SQLModel
 
 _fields: dict[type[Any], dict[str, FieldInfo]] = {}
 _columns: dict[type[Any], list[tuple[str, str]]] = {}
+_primary_keys: dict[type[Any], tuple[str, ...]] = {}
 
 
 class NewRow:
@@ -69,6 +70,17 @@ def columns_of(model: type[Any]) -> list[tuple[str, str]]:
             (prop.key, prop.columns[0].name) for prop in inspect(model).column_attrs
         ]
     return columns
+
+
+def primary_key_attributes(model: type[Any]) -> tuple[str, ...]:
+    """The attribute names of the model's primary key, in the key's column order."""
+    names = _primary_keys.get(model)
+    if names is None:
+        mapper = inspect(model)
+        names = _primary_keys[model] = tuple(
+            mapper.get_property_by_column(column).key for column in mapper.primary_key
+        )
+    return names
 
 
 async def write_new_rows(connection: AsyncConnection, rows: list[NewRow]) -> None:
