@@ -142,6 +142,14 @@ def decode(delivery: Delivery, event_type: type[BaseModel]) -> BaseModel:
         expected = None
     if ce_type and expected and ce_type != expected:
         raise UnexpectedEventType(f"ce_type {ce_type!r} on {delivery.topic}; expected {expected!r}")
+    try:
+        # pydantic parses and validates the bytes in one pass, half the cost of json.loads first
+        return event_type.model_validate_json(delivery.value)
+    except ValidationError as error:
+        if error.errors(include_url=False)[0]["type"] != "json_invalid":
+            raise
+    # Not JSON to pydantic: the standard library says why (invalid_json, with its position), or,
+    # for what only it accepts (NaN, Infinity), validates as before.
     return event_type.model_validate(json.loads(delivery.value))
 
 
