@@ -71,8 +71,6 @@ ID_NAMESPACE = uuid.UUID("0c4a05a1-5e11-4c1d-9f0e-6b2f3c9d7e21")
 CONSUMES: dict[str, tuple[str, ...]] = {
     "registration": (
         topics.REGISTRATION_REQUESTED,
-        topics.WORKER_REGISTERED,
-        topics.REGISTRATION_REJECTED,
         topics.ELIGIBILITY_CONFIRMED,
         topics.ELIGIBILITY_REJECTED,
         topics.CONTRIBUTION_INVOICED,

@@ -354,15 +354,24 @@ async def test_timeline_shows_a_village_key_only_its_own_desa_of_a_nik_in_two_pr
     away = (await api.get(f"/workers/{nik(1)}", headers=bearer(keys.other_village))).json()
     everything = (await api.get(f"/workers/{nik(1)}", headers=bearer(keys.operator))).json()
 
+    def shown(entries: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+        return sorted((e["kind"], e["details"].get("invoice_id")) for e in entries)
+
+    # Registering wrote each desa's "registered" entry at once (in the registering transaction).
     assert [w["worker_id"] for w in home["workers"]] == [home_id]
-    assert [(e["kind"], e["details"]["invoice_id"]) for e in home["entries"]] == [
+    assert shown(home["entries"]) == [
         ("invoiced", "inv-home"),
         ("payment_received", "inv-home"),
+        ("registered", None),
     ]
     assert [w["worker_id"] for w in away["workers"]] == [away_id]
-    assert {e["details"]["invoice_id"] for e in away["entries"]} == {"inv-away"}
+    assert shown(away["entries"]) == [
+        ("invoiced", "inv-away"),
+        ("payment_received", "inv-away"),
+        ("registered", None),
+    ]
     assert len(everything["workers"]) == 2
-    assert len(everything["entries"]) == 4
+    assert len(everything["entries"]) == 6
 
 
 async def test_summary_shows_a_village_key_only_its_own_desa(

@@ -20,7 +20,7 @@ from lindung_contracts import (
     topics,
 )
 from lindung_registration.app import create_service
-from lindung_registration.db import TimelineEntry, Worker
+from lindung_registration.db import RejectedRequest, TimelineEntry, Worker, WorkerStatus
 from lindung_registration.domain import worker_id_for
 from lindung_registration.settings import RegistrationSettings
 from lindung_runtime import FixedClock, Service
@@ -104,12 +104,23 @@ async def test_valid_request_registers_one_normalised_worker_and_emits_worker_re
         [seen] = await rows(service, InboxMessage)
         assert (seen.topic, seen.event_id) == (topics.REGISTRATION_REQUESTED, ce_id)
 
-        # The relay hands the committed row to the broker and marks it published.
-        assert await service.outbox.relay_once() == 1
-        # Registration projects its own events too (the worker timeline): it consumed this one.
+        # Registration's own event is in the worker timeline from the transaction that emitted
+        # it, before any relay (it does not consume it back).
         [entry] = await rows(service, TimelineEntry)
         assert (entry.event_id, entry.kind, entry.nik) == (row.event_id, "registered", NIK_WOMAN)
+        assert entry.worker_id == worker.worker_id
+        assert entry.occurred_at.replace(tzinfo=NOW.tzinfo) == NOW  # SQLite keeps no zone
+        [status] = await rows(service, WorkerStatus)
+        assert (status.worker_id, status.registered, status.village) == (
+            worker.worker_id,
+            True,
+            worker.village,
+        )
+
+        # The relay hands the committed row to the broker and marks it published.
+        assert await service.outbox.relay_once() == 1
         assert (await outbox(service))[0].published_at is not None
+        assert len(await rows(service, TimelineEntry)) == 1  # not projected a second time
         assert await service.outbox.relay_once() == 0
 
 
@@ -188,6 +199,15 @@ async def test_invalid_request_is_rejected_with_every_field_error(service: Servi
         "occupation": "occupation_too_long",
     }
     assert all(e.message for e in rejected.errors)
+    # In the timeline and the summary's refusals from the same transaction, keyed by its id.
+    [entry] = await rows(service, TimelineEntry)
+    assert (entry.event_id, entry.kind, entry.nik) == (
+        row.event_id,
+        "registration_rejected",
+        "12345",
+    )
+    [refused] = await rows(service, RejectedRequest)
+    assert (refused.event_id, refused.program_id) == (row.event_id, PROGRAM)
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,9 @@ from lindung_runtime.consumer import Handler
 
 NAME = "registration"
 
-#: The other services' events that make up a worker's timeline and the programme funnel.
+#: The other services' events that make up a worker's timeline and the programme funnel
+#: (registration's own, WorkerRegistered and RegistrationRejected, are projected as it emits them).
 PROJECTED: dict[str, Handler] = {
-    topics.WORKER_REGISTERED: projection.on_worker_registered,
-    topics.REGISTRATION_REJECTED: projection.on_registration_rejected,
     topics.ELIGIBILITY_CONFIRMED: projection.on_eligibility_confirmed,
     topics.ELIGIBILITY_REJECTED: projection.on_eligibility_rejected,
     topics.CONTRIBUTION_INVOICED: projection.on_contribution_invoiced,
@@ -25,7 +24,7 @@ PROJECTED: dict[str, Handler] = {
     topics.COVERAGE_ACTIVATED: projection.on_coverage_activated,
     topics.COVERAGE_EXPIRING: projection.on_coverage_expiring,
 }
-WITHOUT_WORKER = {topics.REGISTRATION_REJECTED, topics.PAYMENT_RECEIVED}
+WITHOUT_WORKER = {topics.PAYMENT_RECEIVED}
 
 
 def create_service(

@@ -1,4 +1,5 @@
-"""Registration's handlers: load, ask the domain, save, emit.
+"""Registration's handlers: load, ask the domain, save, emit (and project what was emitted into
+the worker timeline, in the same transaction).
 
 `register` is the one registration use case; the Kafka intake, `POST /programs/{id}/workers` and
 spreadsheet imports all go through it, so they validate and deduplicate the same way.
@@ -18,7 +19,8 @@ from lindung_contracts import (
     RegistrationRequested,
     WorkerRegistered,
 )
-from lindung_registration.db import Worker
+from lindung_registration import projection
+from lindung_registration.db import Worker, WorkerStatus
 from lindung_registration.domain import printable, validate_registration, worker_id_for
 from lindung_runtime import UnitOfWork
 from lindung_runtime.logging import get_logger
@@ -35,9 +37,11 @@ class Outcome:
 
 
 async def preload_workers(requests: list[RegistrationRequested], uow: UnitOfWork) -> None:
-    """One query for the batch instead of one per request (the idempotency check below)."""
+    """One query per table for the batch instead of one per request (the idempotency check and
+    the timeline status below)."""
     ids = [worker_id_for(r.program_id.strip(), stdnum_nik.compact(r.nik)) for r in requests]
     await uow.preload(Worker, Worker.worker_id, ids)
+    await uow.preload(WorkerStatus, WorkerStatus.worker_id, ids)
 
 
 async def register(
@@ -46,16 +50,15 @@ async def register(
     """Register a valid request once; answer an invalid one with every field error."""
     result = validate_registration(request)
     if isinstance(result, list):
-        uow.emit(
-            RegistrationRejected(
-                program_id=printable(request.program_id, 64),
-                nik=printable(request.nik, 64),
-                errors=result,
-                request_id=request_id,
-                village=printable(request.village, 200),
-                district=printable(request.district, 200),
-            )
+        rejection = RegistrationRejected(
+            program_id=printable(request.program_id, 64),
+            nik=printable(request.nik, 64),
+            errors=result,
+            request_id=request_id,
+            village=printable(request.village, 200),
+            district=printable(request.district, 200),
         )
+        projection.record_rejected(uow, rejection, uow.emit(rejection))
         log.info(
             "registration_rejected",
             nik=mask_nik(printable(request.nik, 64)),
@@ -81,21 +84,20 @@ async def register(
         phone=result.phone,
         registered_at=uow.now(),
     )
-    uow.emit(
-        WorkerRegistered(
-            worker_id=worker.worker_id,
-            program_id=worker.program_id,
-            nik=worker.nik,
-            full_name=worker.full_name,
-            birth_date=worker.birth_date,
-            gender=result.gender,
-            occupation=worker.occupation,
-            village=worker.village,
-            district=worker.district,
-            phone=worker.phone,
-            registered_at=worker.registered_at,
-        )
+    registered = WorkerRegistered(
+        worker_id=worker.worker_id,
+        program_id=worker.program_id,
+        nik=worker.nik,
+        full_name=worker.full_name,
+        birth_date=worker.birth_date,
+        gender=result.gender,
+        occupation=worker.occupation,
+        village=worker.village,
+        district=worker.district,
+        phone=worker.phone,
+        registered_at=worker.registered_at,
     )
+    await projection.record_registered(uow, registered, uow.emit(registered))
     log.debug("worker_registered", nik=mask_nik(worker.nik), worker_id=worker.worker_id)
     return Outcome("registered", worker_id=worker.worker_id)
 
