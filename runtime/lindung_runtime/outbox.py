@@ -106,7 +106,10 @@ class UnitOfWork:
         """Save a new or changed ORM row with this transaction (a created row needs no `add`)."""
         if isinstance(row, NewRow):
             return  # written at flush or commit, with any change made to it by then
-        self._track(type(row), _primary_key(row), row)
+        model, key = type(row), _primary_key(row)
+        if self._added.get(model, {}).get(key) is row:
+            return  # added before: the session already follows its changes (e.g. a quota count)
+        self._track(model, key, row)
         self.session.add(row)
 
     def _track(self, model: type[Any], key: tuple[Any, ...], row: Any) -> None:

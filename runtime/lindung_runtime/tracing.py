@@ -14,12 +14,17 @@ logs and the timeline keep their trace ids), at a third of the cost per record (
 from __future__ import annotations
 
 import os
+from types import TracebackType
 
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+#: Records a span only when its upstream trace is sampled (the default with no exporter).
+UPSTREAM_SAMPLED_ONLY = ParentBased(root=ALWAYS_OFF)
 
 
 def build_tracer_provider(
@@ -43,7 +48,7 @@ def build_tracer_provider(
         processors.insert(0, BatchSpanProcessor(span_exporter))
     sampler: Sampler | None = None  # the SDK's default, or OTEL_TRACES_SAMPLER
     if not processors and not os.environ.get("OTEL_TRACES_SAMPLER"):
-        sampler = ParentBased(root=ALWAYS_OFF)
+        sampler = UPSTREAM_SAMPLED_ONLY
     provider = TracerProvider(
         resource=Resource.create({"service.name": f"lindung-{service}"}), sampler=sampler
     )
@@ -63,3 +68,48 @@ def current_trace_id() -> str | None:
     """The running trace's id as 32 hex digits (what Jaeger and the logs show), if any."""
     context = trace.get_current_span().get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else None
+
+
+class UnrecordedSpan:
+    """A span that is current for a `with` block and never recorded: what the SDK makes for a
+    span its sampler drops (same trace, fresh span id, not sampled), without asking the sampler
+    or building the span's attributes first."""
+
+    __slots__ = ("_context", "_token")
+
+    def __init__(self, span: NonRecordingSpan, parent: context.Context) -> None:
+        self._context = trace.set_span_in_context(span, parent)
+        self._token: object | None = None
+
+    def __enter__(self) -> None:
+        self._token = context.attach(self._context)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        context.detach(self._token)  # type: ignore[arg-type]
+
+
+def unrecorded_span(provider: TracerProvider, parent: context.Context) -> UnrecordedSpan | None:
+    """The span to process a record in when it cannot be recorded: the provider records only
+    sampled upstream traces (no exporter) and `parent`'s is not sampled. None when the SDK must
+    decide. Per record this costs a third of the SDK's start (the reliable consumer's hot path)."""
+    if provider.sampler is not UPSTREAM_SAMPLED_ONLY:
+        return None
+    upstream = trace.get_current_span(parent).get_span_context()
+    if upstream.trace_flags.sampled:
+        return None
+    ids = provider.id_generator
+    span = NonRecordingSpan(
+        SpanContext(
+            upstream.trace_id if upstream.is_valid else ids.generate_trace_id(),
+            ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.DEFAULT),
+            trace_state=upstream.trace_state,
+        )
+    )
+    return UnrecordedSpan(span, parent)

@@ -81,6 +81,31 @@ async def test_a_row_created_twice_in_one_transaction_is_an_error(tmp_path: Path
     await database.dispose()
 
 
+async def test_a_loaded_row_added_once_per_record_saves_its_last_change(tmp_path: Path) -> None:
+    """Eligibility counts a programme's seats on one loaded row, `add`ing it for every worker:
+    only the first `add` reaches the session, which saves every change made after it."""
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'rows.db'}")
+    await database.create_tables([WorkerStatus])
+    clock = FixedClock(datetime(2025, 10, 1, tzinfo=UTC))
+    async with database.session() as session:
+        uow = UnitOfWork(session, clock, "test")
+        uow.create(WorkerStatus, worker_id="w-1", program_id="p", nik="5318010101900001")
+        await uow.commit()
+    async with database.session() as session:
+        uow = UnitOfWork(session, clock, "test")
+        status = await uow.get(WorkerStatus, "w-1")
+        assert status is not None and not isinstance(status, NewRow)
+        for alert in range(3):
+            status.expiry_alerts = alert + 1
+            uow.add(status)
+        assert uow.added(WorkerStatus) == [status]
+        await uow.commit()
+    async with database.read_session() as session:
+        (saved,) = (await session.exec(select(WorkerStatus))).all()
+    await database.dispose()
+    assert saved.expiry_alerts == 3
+
+
 class FakeConsumer:
     """Hands out queued record lists, one per getmany call."""
 
