@@ -4,15 +4,17 @@
     .venv/bin/python bench/pipeline.py --sizes 10000   # quicker
 
 Everything runs on this machine in one run: the embedded broker (Tansu, memory storage), each
-service as its own process with its own SQLite file (as `lindung up` runs them). Figures are
-ratios against the raw broker measured in the same run, so they travel between machines better
-than absolute rates. Prints a table and writes bench/results.json.
+service as its own process with its own SQLite file (as `lindung up` runs them), and the stack
+floor: the same registrations through three bare hops (bench/floor_hop.py) that do only what the
+libraries must. Figures are ratios against the raw broker measured in the same run, so they
+travel between machines better than absolute rates. Prints a table and writes bench/results.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -447,6 +449,57 @@ async def end_to_end(n: int, work: Path) -> dict[str, Any]:
         broker.stop()
 
 
+FLOOR_HOPS = (topics.REGISTRATION_REQUESTED, "bench.floor.1", "bench.floor.2", "bench.floor.3")
+
+
+async def stack_floor(n: int, work: Path) -> dict[str, Any]:
+    """The same n registrations through three bare hops (bench/floor_hop.py), one process each,
+    as registration -> eligibility -> billing are: what this broker, FastStream, aiokafka and
+    SQLite allow on this machine before any of Lindung's own work."""
+    broker = EmbeddedKafka(work / f"floor-{n}-broker.log")
+    bootstrap = await broker.start()
+    hops: list[asyncio.subprocess.Process] = []
+    try:
+        await ensure_topics(bootstrap, FLOOR_HOPS, 4)
+        for i, (source, sink) in enumerate(itertools.pairwise(FLOOR_HOPS)):
+            database = str(work / f"floor-{n}-{i}.db")
+            hops.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable, str(ROOT / "floor_hop.py"), bootstrap, source, sink, database
+                )
+            )
+        requests = [registration_request(i) for i in range(n)]
+        await asyncio.sleep(8)  # consumer groups join, as in end_to_end
+        pids = {f"hop {i + 1}": hop.pid for i, hop in enumerate(hops)}
+        assert broker.process is not None
+        pids["broker"] = broker.process.pid
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        started = time.perf_counter()
+        await publish(bootstrap, requests)
+        _, done = await wait_for_count(bootstrap, FLOOR_HOPS[-1], n, timeout=max(120, n / 50))
+        for hop in hops:
+            if hop.returncode is not None:
+                raise RuntimeError(f"floor hop exited with {hop.returncode}")
+        return {
+            "n": n,
+            "hops": len(hops),
+            "seconds": done - started,
+            "workers_per_s": n / (done - started),
+            "peak_rss_mb": max(peak_rss_mb(hop.pid) for hop in hops),
+            "cpu_ms_per_worker": {
+                name: round((cpu_seconds(pid) - cpu_before[name]) * 1000 / n, 3)
+                for name, pid in pids.items()
+            },
+        }
+    finally:
+        for hop in hops:
+            if hop.returncode is None:
+                hop.terminate()
+        for hop in hops:
+            await asyncio.wait_for(hop.wait(), 10)
+        broker.stop()
+
+
 async def latency(rate: float, seconds: float, work: Path) -> dict[str, float]:
     """RegistrationRequested → ContributionInvoiced at a steady offered load, per worker."""
     n = int(rate * seconds)
@@ -558,6 +611,11 @@ async def main(sizes: list[int], service_n: int, latency_rate: float, latency_s:
             console.print(f"end to end {n:,}: {figures}")
             save(results)
 
+        results["floor"] = await stack_floor(max(sizes), work)
+        results["floor"]["ratio_to_raw_consume"] = results["floor"]["workers_per_s"] / raw
+        console.print(f"stack floor: {results['floor']}")
+        save(results)
+
         results["latency"] = await latency(latency_rate, latency_s, work)
         console.print(f"latency: {results['latency']}")
     finally:
@@ -619,6 +677,17 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 f"{rss} MB",
             )
         )
+    floor = results["floor"]
+    cpu = ", ".join(f"{k} {v:.2f}" for k, v in floor["cpu_ms_per_worker"].items())
+    rows.append(
+        (
+            f"stack floor: {floor['hops']} bare hops (bench/floor_hop.py), N = {floor['n']:,}",
+            f"{floor['workers_per_s']:,.0f} workers/s ({floor['seconds']:,.0f} s); "
+            f"CPU ms per worker: {cpu}",
+            f"{floor['ratio_to_raw_consume']:.4f}",
+            f"{floor['peak_rss_mb']:.0f} MB (largest hop)",
+        )
+    )
     lat = results["latency"]
     rows.append(
         (
