@@ -402,11 +402,12 @@ class System:
         Production Kafka does not create topics on first use (`auto.create.topics.enable=false`,
         deploy/), so a service cannot write to a topic before the operator has made it. Tansu
         does create them, and a produce racing the operator's CreateTopics gets offsets that
-        overlap earlier records (bench/broker_offsets.py: 4,000 acked, end offsets 95-695 short;
-        the broker logs `AlreadyExists` for batch files), so a consumer resuming from a committed
-        offset can skip a record. Before this, 1 run in 7 ended with 29 decisions missing from
-        the topics though every service's database was complete. So the services are frozen
-        (SIGSTOP) while the broker starts and the topics are made: to them, a little more outage.
+        overlap earlier records (bench/broker_offsets.py: 4,000 acked, end offsets summing to
+        3,305-3,905; the broker logs `AlreadyExists` for batch files), so a consumer resuming from
+        a committed offset can skip a record. Before this, 1 of the scenario's last 8 runs ended
+        with 29 decisions missing from the topics though every service's database was complete.
+        So the services are frozen (SIGSTOP) while the broker starts and the topics are made: to
+        them, a little more outage.
         """
         assert self.stack is not None
         frozen = [c.process for c in self.stack.children if c.process and c.process.poll() is None]
