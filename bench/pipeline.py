@@ -215,6 +215,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_ms_per_worker(pids: dict[str, int], before: dict[str, float], n: int) -> dict[str, float]:
+    """CPU each process used since `before` (its `cpu_seconds`), in ms per worker: where the two
+    cores went (the sum bounds throughput). The pipeline and the stack floor both use it."""
+    return {
+        name: round((cpu_seconds(pid) - before[name]) * 1000 / n, 3) for name, pid in pids.items()
+    }
+
+
+def cpu_text(cpu_ms: dict[str, float]) -> str:
+    return ", ".join(f"{name} {ms:.2f}" for name, ms in cpu_ms.items())
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -432,11 +444,7 @@ async def end_to_end(n: int, work: Path) -> dict[str, Any]:
                 raise
             elapsed = done - started
             rss = {c.name: peak_rss_mb(c.process.pid) for c in stack.children if c.process}
-            # CPU per worker, per process: where the two cores went (the sum bounds throughput).
-            cpu_ms = {
-                name: round((cpu_seconds(pid) - cpu_before[name]) * 1000 / n, 3)
-                for name, pid in pids.items()
-            }
+            cpu_ms = cpu_ms_per_worker(pids, cpu_before, n)
         return {
             "n": n,
             "seconds": elapsed,
@@ -487,10 +495,7 @@ async def stack_floor(n: int, work: Path) -> dict[str, Any]:
             "seconds": done - started,
             "workers_per_s": n / (done - started),
             "peak_rss_mb": max(peak_rss_mb(hop.pid) for hop in hops),
-            "cpu_ms_per_worker": {
-                name: round((cpu_seconds(pid) - cpu_before[name]) * 1000 / n, 3)
-                for name, pid in pids.items()
-            },
+            "cpu_ms_per_worker": cpu_ms_per_worker(pids, cpu_before, n),
         }
     finally:
         for hop in hops:
@@ -668,23 +673,21 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     )
     for f in results["end_to_end"]:
         rss = ", ".join(f"{k} {v:.0f}" for k, v in f["peak_rss_mb"].items())
-        cpu = ", ".join(f"{k} {v:.2f}" for k, v in f["cpu_ms_per_worker"].items())
         rows.append(
             (
                 f"end to end, N = {f['n']:,}",
                 f"{f['workers_per_s']:,.0f} workers/s ({f['seconds']:,.0f} s); "
-                f"CPU ms per worker: {cpu}",
+                f"CPU ms per worker: {cpu_text(f['cpu_ms_per_worker'])}",
                 f"{f['ratio_to_raw_consume']:.4f}",
                 f"{rss} MB",
             )
         )
     floor = results["floor"]
-    cpu = ", ".join(f"{k} {v:.2f}" for k, v in floor["cpu_ms_per_worker"].items())
     rows.append(
         (
             f"stack floor: {floor['hops']} bare hops (bench/floor_hop.py), N = {floor['n']:,}",
             f"{floor['workers_per_s']:,.0f} workers/s ({floor['seconds']:,.0f} s); "
-            f"CPU ms per worker: {cpu}",
+            f"CPU ms per worker: {cpu_text(floor['cpu_ms_per_worker'])}",
             f"{floor['ratio_to_raw_consume']:.4f}",
             f"{floor['peak_rss_mb']:.0f} MB (largest hop)",
         )
