@@ -11,6 +11,7 @@ away from the service's database and broker clients.)
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import threading
@@ -129,11 +130,30 @@ def live(kafka_bootstrap: str, data_dir: Path) -> Iterator[LiveService]:
         loop.call_soon_threadsafe(stop.set)
         try:
             served.result(timeout=60)
+        except TimeoutError:
+            raise AssertionError(
+                "the registration service did not stop within 60 s; its event loop's tasks:\n"
+                + task_stacks(loop)
+            ) from None
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=10)
             if not thread.is_alive():
                 loop.close()
+
+
+def task_stacks(loop: asyncio.AbstractEventLoop) -> str:
+    """Where each task of `loop` is waiting: what a stop that hangs is stuck on."""
+
+    async def dump() -> str:
+        stacks = []
+        for task in asyncio.all_tasks():
+            out = io.StringIO()
+            task.print_stack(limit=12, file=out)
+            stacks.append(out.getvalue())
+        return "\n".join(stacks)
+
+    return asyncio.run_coroutine_threadsafe(dump(), loop).result(10)
 
 
 def openapi_document() -> dict[str, Any]:
