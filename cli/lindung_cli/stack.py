@@ -14,10 +14,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import httpx
 from pydantic import Field
 
 from lindung_runtime.embedded import EmbeddedKafka, SmtpSink, free_port, wait_for_kafka
@@ -164,6 +166,34 @@ class Stack:
                 await asyncio.sleep(delay)
                 if not self._stopping:
                     self._spawn(child)
+
+    async def readyz(self, name: str) -> int | None:
+        """The HTTP status of the service's /readyz, or None while nothing answers."""
+        child = next(c for c in self.children if c.name == name)
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as http:
+                return (await http.get(f"http://127.0.0.1:{child.http_port}/readyz")).status_code
+        except httpx.HTTPError:
+            return None
+
+    async def wait_ready(self, names: Sequence[str] | None = None, timeout: float = 90.0) -> None:
+        """Until each service answers /readyz with 200.
+
+        A service serves HTTP only after its subscribers have started, and a subscriber's start
+        waits until its consumer group has assigned it partitions: a ready service consumes at
+        once. (Process start-up and the group joins take 5-15 s here, more with four services
+        starting together on two cores, so a fixed sleep is either wasted or too short.)
+        """
+        deadline = time.monotonic() + timeout
+        for name in names or [c.name for c in self.children]:
+            while (status := await self.readyz(name)) != 200:
+                if time.monotonic() > deadline:
+                    child = next(c for c in self.children if c.name == name)
+                    raise TimeoutError(
+                        f"{name} not ready after {timeout:.0f} s (/readyz: {status}; "
+                        f"log: {child.log_path})"
+                    )
+                await asyncio.sleep(0.2)
 
     def alive(self) -> dict[str, bool]:
         return {c.name: c.process is not None and c.process.poll() is None for c in self.children}

@@ -37,11 +37,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 
@@ -362,19 +360,12 @@ class System:
 
     async def readyz(self, name: str) -> int | None:
         """The HTTP status of the service's /readyz, or None if nothing answers."""
-        url = f"http://127.0.0.1:{self.child(name).http_port}/readyz"
-        try:
-            async with httpx.AsyncClient(timeout=5.0) as http:
-                return (await http.get(url)).status_code
-        except httpx.HTTPError:
-            return None
+        assert self.stack is not None
+        return await self.stack.readyz(name)
 
     async def wait_ready(self, names: Sequence[str] | None = None, timeout: float = 90.0) -> None:
-        for name in names or self.services:
-            await until(partial(self._is_ready, name), timeout=timeout, what=f"{name} ready")
-
-    async def _is_ready(self, name: str) -> bool:
-        return await self.readyz(name) == 200
+        assert self.stack is not None
+        await self.stack.wait_ready(names or self.services, timeout)
 
     # faults -------------------------------------------------------------------------------------
 
