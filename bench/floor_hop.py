@@ -58,6 +58,12 @@ def main(bootstrap: str, source: str, sink: str, database: str) -> None:
             *[await producer.send(sink, value, key=key, headers=h) for key, value, h in out]
         )
 
+    @app.after_startup
+    async def ready() -> None:
+        # After the broker's start, which waits until the consumer group has assigned the
+        # subscriber its partitions: the bench starts publishing on this line.
+        print("ready", flush=True)
+
     asyncio.run(app.run())
 
 

@@ -179,25 +179,33 @@ async def wait_for_count(
             await asyncio.sleep(poll)
 
 
-async def wait_for_lag_zero(
+async def wait_for_consumed(
     bootstrap: str, group: str, topic: str, n: int, timeout: float
-) -> tuple[float, float]:
-    """(when the group first committed, when it committed past all n records).
+) -> float:
+    """Sustained records/s of a consumer group through the n records a fresh topic holds: from
+    its first offset commit to the commit past the n-th, the records of that first commit left
+    out (so neither start-up nor the group join is counted).
 
-    One `GroupOffsets` for the whole wait, polled every 0.1 s: opening new clients for each poll
-    (as `EventClient.lag` does) took longer than a batch."""
-    first = None
+    Counted from committed offsets alone (a fresh topic written by one producer holds offsets
+    0..n-1, so the commits sum to the records consumed). End offsets are not used: Tansu reports
+    the last offset where Kafka reports the next one, which made the group look started before
+    it had joined. One `GroupOffsets` for the whole wait, polled every 0.1 s."""
+    first: tuple[float, int] | None = None
     deadline = time.perf_counter() + timeout
     async with GroupOffsets(bootstrap) as offsets:
         while True:
-            lag = await offsets.lag(group, [topic])
+            consumed = sum((await offsets.committed(group, [topic])).values())
             now = time.perf_counter()
-            if lag < n and first is None:
-                first = now
-            if lag <= 0:
-                return first or now, now
+            if consumed and first is None:
+                first = (now, consumed)
+            if consumed >= n:
+                assert first is not None
+                started, already = first
+                if consumed == already:  # all in one commit: too few records to measure a rate
+                    raise RuntimeError(f"{group}: {n:,} records went in one batch; use a larger n")
+                return (consumed - already) / (now - started)
             if now > deadline:
-                raise TimeoutError(f"{group}: lag {lag:,} after {timeout:.0f}s")
+                raise TimeoutError(f"{group}: {consumed:,} of {n:,} consumed after {timeout:.0f}s")
             await asyncio.sleep(0.1)
 
 
@@ -316,12 +324,12 @@ async def one_service(case: ServiceCase, n: int, work: Path) -> dict[str, float]
             REGISTRATION_HTTP_PORT=0,
         )
         async with Stack(settings, services=(case.name,)) as stack:
-            first, last = await wait_for_lag_zero(
+            rate = await wait_for_consumed(
                 bootstrap, f"lindung-{case.name}.{case.input_topic}", case.input_topic, n, 600
             )
             pid = stack.children[0].process.pid  # type: ignore[union-attr]
             rss = peak_rss_mb(pid)
-        return {"events_per_s": n / max(last - first, 1e-3), "peak_rss_mb": rss}
+        return {"events_per_s": rate, "peak_rss_mb": rss}
     finally:
         broker.stop()
 
@@ -364,7 +372,7 @@ async def two_eligibility_instances(n: int, work: Path) -> dict[str, Any]:
                 )
             )
         group = f"lindung-eligibility.{topics.WORKER_REGISTERED}"
-        first, last = await wait_for_lag_zero(bootstrap, group, topics.WORKER_REGISTERED, n, 600)
+        rate = await wait_for_consumed(bootstrap, group, topics.WORKER_REGISTERED, n, 600)
         for i, process in enumerate(processes):
             if process.poll() is not None:
                 log_tail = (work / f"scale-eligibility-{i}.log").read_text()[-2000:]
@@ -382,7 +390,7 @@ async def two_eligibility_instances(n: int, work: Path) -> dict[str, Any]:
             "n": n,
             "quota": quota,
             "partitions": 4,
-            "events_per_s": n / max(last - first, 1e-3),
+            "events_per_s": rate,
             "processed_per_instance": per_instance,
             "confirmed": confirmed,
             "quota_exact": confirmed == quota,
@@ -427,7 +435,7 @@ async def end_to_end(n: int, work: Path) -> dict[str, Any]:
         async with Stack(settings) as stack:
             await publish(bootstrap, [program(n), DayStarted(date=START)])
             requests = [registration_request(i) for i in range(n)]
-            await asyncio.sleep(8)  # consumer groups join (measured 5 s on Tansu)
+            await stack.wait_ready()  # started, and every consumer group joined
             pids = {c.name: c.process.pid for c in stack.children if c.process}
             assert broker.process is not None
             pids["broker"] = broker.process.pid
@@ -473,11 +481,21 @@ async def stack_floor(n: int, work: Path) -> dict[str, Any]:
             database = str(work / f"floor-{n}-{i}.db")
             hops.append(
                 await asyncio.create_subprocess_exec(
-                    sys.executable, str(ROOT / "floor_hop.py"), bootstrap, source, sink, database
+                    sys.executable,
+                    str(ROOT / "floor_hop.py"),
+                    bootstrap,
+                    source,
+                    sink,
+                    database,
+                    stdout=asyncio.subprocess.PIPE,
                 )
             )
         requests = [registration_request(i) for i in range(n)]
-        await asyncio.sleep(8)  # consumer groups join, as in end_to_end
+        for hop in hops:  # each says so once its consumer group has assigned it partitions
+            assert hop.stdout is not None
+            line = await asyncio.wait_for(hop.stdout.readline(), timeout=90)
+            if line.strip() != b"ready":
+                raise RuntimeError(f"a floor hop did not start (exit code {hop.returncode})")
         pids = {f"hop {i + 1}": hop.pid for i, hop in enumerate(hops)}
         assert broker.process is not None
         pids["broker"] = broker.process.pid
