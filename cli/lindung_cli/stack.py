@@ -167,12 +167,15 @@ class Stack:
                 if not self._stopping:
                     self._spawn(child)
 
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
     async def readyz(self, name: str) -> int | None:
         """The HTTP status of the service's /readyz, or None while nothing answers."""
-        child = next(c for c in self.children if c.name == name)
+        url = f"http://127.0.0.1:{self.child(name).http_port}/readyz"
         try:
             async with httpx.AsyncClient(timeout=5.0) as http:
-                return (await http.get(f"http://127.0.0.1:{child.http_port}/readyz")).status_code
+                return (await http.get(url)).status_code
         except httpx.HTTPError:
             return None
 
@@ -188,10 +191,9 @@ class Stack:
         for name in names or [c.name for c in self.children]:
             while (status := await self.readyz(name)) != 200:
                 if time.monotonic() > deadline:
-                    child = next(c for c in self.children if c.name == name)
                     raise TimeoutError(
                         f"{name} not ready after {timeout:.0f} s (/readyz: {status}; "
-                        f"log: {child.log_path})"
+                        f"log: {self.child(name).log_path})"
                     )
                 await asyncio.sleep(0.2)
 

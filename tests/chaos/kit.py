@@ -343,7 +343,7 @@ class System:
 
     def child(self, name: str) -> Child:
         assert self.stack is not None
-        return next(c for c in self.stack.children if c.name == name)
+        return self.stack.child(name)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -365,7 +365,7 @@ class System:
 
     async def wait_ready(self, names: Sequence[str] | None = None, timeout: float = 90.0) -> None:
         assert self.stack is not None
-        await self.stack.wait_ready(names or self.services, timeout)
+        await self.stack.wait_ready(names, timeout)
 
     # faults -------------------------------------------------------------------------------------
 
