@@ -14,8 +14,10 @@ import asyncio
 import io
 import json
 import os
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -133,7 +135,7 @@ def live(kafka_bootstrap: str, data_dir: Path) -> Iterator[LiveService]:
         except TimeoutError:
             raise AssertionError(
                 "the registration service did not stop within 60 s; its event loop's tasks:\n"
-                + task_stacks(loop)
+                + task_stacks(loop, thread)
             ) from None
         finally:
             loop.call_soon_threadsafe(loop.stop)
@@ -142,18 +144,25 @@ def live(kafka_bootstrap: str, data_dir: Path) -> Iterator[LiveService]:
                 loop.close()
 
 
-def task_stacks(loop: asyncio.AbstractEventLoop) -> str:
-    """Where each task of `loop` is waiting: what a stop that hangs is stuck on."""
+def task_stacks(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> str:
+    """What a stop that hangs is stuck on: the loop thread's own stack (which shows a call that
+    blocks the loop), then where each of its tasks waits, if the loop still answers."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    stacks = ["loop thread:\n" + "".join(traceback.format_stack(frame)) if frame else ""]
 
-    async def dump() -> str:
-        stacks = []
+    async def dump() -> list[str]:
+        tasks = []
         for task in asyncio.all_tasks():
             out = io.StringIO()
             task.print_stack(limit=12, file=out)
-            stacks.append(out.getvalue())
-        return "\n".join(stacks)
+            tasks.append(out.getvalue())
+        return tasks
 
-    return asyncio.run_coroutine_threadsafe(dump(), loop).result(10)
+    try:
+        stacks += asyncio.run_coroutine_threadsafe(dump(), loop).result(10)
+    except TimeoutError:
+        stacks.append("(the loop did not answer within 10 s: something blocks it)")
+    return "\n".join(stacks)
 
 
 def openapi_document() -> dict[str, Any]:
