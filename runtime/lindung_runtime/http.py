@@ -130,7 +130,11 @@ class HttpServer:
     async def stop(self) -> None:
         if self._task is None:
             return
+        task, self._task = self._task, None
         self.server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(self._task, timeout=10)
-        self._task = None
+        # Waits without taking the server's outcome as its own: a cancellation of stop() itself
+        # still propagates (a suppressed `await` would swallow it too).
+        done, _ = await asyncio.wait([task], timeout=10)
+        if not done:
+            task.cancel()
+            await asyncio.wait([task])

@@ -7,7 +7,6 @@ Shapes follow Debezium's outbox event router (id, aggregate key, type, payload, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 from collections.abc import Callable, Iterable
@@ -19,6 +18,7 @@ from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from lindung_contracts import Event, cloudevent_headers
+from lindung_runtime.aio import wait_event
 from lindung_runtime.clock import Clock
 from lindung_runtime.kafka import aiokafka_producer
 from lindung_runtime.logging import get_logger
@@ -281,10 +281,9 @@ class OutboxRelay:
         """Drain what is already committed (best effort), then stop."""
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        task, self._task = self._task, None
+        task.cancel()
+        await asyncio.wait([task])  # unlike `await task`, a cancellation of stop() itself is kept
         try:
             await asyncio.wait_for(self.relay_all(), timeout=10)
         except Exception as error:
@@ -405,8 +404,7 @@ class OutboxRelay:
                 continue
             if sent >= self.batch_size:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+            await wait_event(self._wake, self.poll_seconds)
 
 
 async def purge_old_rows(database: Database, clock: Clock, retention_days: float) -> int:

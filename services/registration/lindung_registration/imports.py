@@ -10,7 +10,6 @@ whatever the file size: the file is streamed in and read row by row.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -30,6 +29,7 @@ from lindung_registration.db import ImportJob, ImportRow
 from lindung_registration.domain import printable
 from lindung_registration.handlers import preload_workers, register
 from lindung_registration.spreadsheet import SpreadsheetError, read_rows, request_from_row
+from lindung_runtime.aio import wait_event
 from lindung_runtime.logging import get_logger
 
 if TYPE_CHECKING:
@@ -119,8 +119,7 @@ class Importer:
             job = await self._next_job()
             if job is None:
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=2.0)
+                await wait_event(self._wake, 2.0)
                 continue
             await self.process(job)
 
