@@ -146,7 +146,8 @@ def live(kafka_bootstrap: str, data_dir: Path) -> Iterator[LiveService]:
 
 def task_stacks(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> str:
     """What a stop that hangs is stuck on: the loop thread's own stack (which shows a call that
-    blocks the loop), then where each of its tasks waits, if the loop still answers."""
+    blocks the loop), then where each of its tasks waits, if the loop still answers; the tasks
+    running Lindung's own code come last, where a log cut to its tail still shows them."""
     frame = sys._current_frames().get(thread.ident or -1)
     stacks = ["loop thread:\n" + "".join(traceback.format_stack(frame)) if frame else ""]
 
@@ -156,7 +157,7 @@ def task_stacks(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> st
             out = io.StringIO()
             task.print_stack(limit=12, file=out)
             tasks.append(out.getvalue())
-        return tasks
+        return sorted(tasks, key=lambda stack: "lindung_" in stack)
 
     try:
         stacks += asyncio.run_coroutine_threadsafe(dump(), loop).result(10)
