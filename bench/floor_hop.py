@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
-import uuid
 from typing import Any
 
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from uuid6 import uuid7
 
 from lindung_runtime.kafka import aiokafka_producer
 
@@ -47,7 +47,7 @@ def main(bootstrap: str, source: str, sink: str, database: str) -> None:
         for record in message.raw_message:
             headers = dict(record.headers)
             rows.append((headers["ce_id"].decode(), record.value))
-            headers["ce_id"] = str(uuid.uuid4()).encode()
+            headers["ce_id"] = str(uuid7()).encode()  # as the services' outboxes do
             out.append((record.key, record.value, list(headers.items())))
         db.execute("BEGIN IMMEDIATE")
         db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", rows)

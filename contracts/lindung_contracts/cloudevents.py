@@ -6,9 +6,10 @@ long as they set these headers; `ce_id` is what consumers deduplicate on.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import TypedDict
+
+from uuid6 import uuid7
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -29,10 +30,15 @@ def cloudevent_headers(
     event_id: str | None = None,
     time: datetime | None = None,
 ) -> dict[str, str]:
-    """The headers of one event; a fresh id unless the caller must keep one (e.g. a replay)."""
+    """The headers of one event; a fresh id unless the caller must keep one (e.g. a replay).
+
+    Fresh ids are UUIDv7 (RFC 9562): random, but starting with the time in ms. Every consumer
+    stores the ids it sees (inbox, timeline, outbox keys), and time-ordered ids land at the end
+    of those indexes instead of all over them: measured, random UUIDv4 keys cost SQLite about 3x
+    the CPU per stored id once the tables hold 100,000 rows (bench/id_locality.py)."""
     return {
         "ce_specversion": SPECVERSION,
-        "ce_id": event_id or str(uuid.uuid4()),
+        "ce_id": event_id or str(uuid7()),
         "ce_type": ce_type,
         "ce_source": source,
         "ce_time": (time or datetime.now(UTC)).isoformat(),
