@@ -74,10 +74,8 @@ def main(sizes: list[int]) -> None:
         with tempfile.TemporaryDirectory(prefix="id-locality-") as work:
             random_last = insert_rows(Path(work) / "uuid4.db", uuid.uuid4, rows)
             ordered_last = insert_rows(Path(work) / "uuid7.db", uuid7, rows)
-        print(
-            f"{rows:>9,} | {random_last:>8.1f} | {ordered_last:>8.1f} | "
-            f"{random_last / ordered_last:.1f}x"
-        )
+        ratio = random_last / ordered_last
+        print(f"{rows:>9,} | {random_last:>8.1f} | {ordered_last:>8.1f} | {ratio:.1f}x")
 
 
 if __name__ == "__main__":

@@ -57,10 +57,8 @@ async def main(n: int, top: int) -> None:
         )
         ranked = sorted(statements.items(), key=lambda item: -item[1][2])[:top]
         for statement, (calls, rows, seconds) in ranked:
-            print(
-                f"  {seconds * 1000 / n:6.3f} ms  {int(calls):>6,} calls {int(rows):>8,} rows"
-                f"  {statement}"
-            )
+            share = f"{seconds * 1000 / n:6.3f} ms  {int(calls):>6,} calls {int(rows):>8,} rows"
+            print(f"  {share}  {statement}")
 
 
 if __name__ == "__main__":
