@@ -3,11 +3,12 @@
     .venv/bin/python bench/id_locality.py [--rows 20000 100000 300000]
 
 Every Lindung consumer stores the id of each event it handles (the inbox's primary key, the
-timeline's, the outbox's unique event id), 500 rows per transaction. This inserts the same rows
-as registration's inbox and timeline do, with the services' SQLite settings (WAL, synchronous
-NORMAL, the default page cache), once with each kind of id, and prints the CPU per row in the
-process (SQLite runs in it) at each table size. Random keys land all over a growing index, so
-each commit writes pages from all over it; time-ordered keys land at its end.
+timeline's, the outbox's unique event id), 500 rows per transaction. This creates registration's
+inbox and timeline tables from the services' models (their keys and indexes) and inserts rows like
+registration's into them, with the services' SQLite settings (WAL, synchronous NORMAL, the default
+page cache), once with each kind of id, and prints the CPU per row in the process (SQLite runs in
+it) at each table size. Random keys land all over a growing index, so each commit writes pages from
+all over it; time-ordered keys land at its end.
 """
 
 from __future__ import annotations
@@ -20,18 +21,37 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable
 from uuid6 import uuid7
 
+from lindung_registration.db import TimelineEntry
+from lindung_runtime.outbox import InboxMessage
+
 BATCH = 500
-INBOX = (
-    "CREATE TABLE inbox (topic VARCHAR(200) NOT NULL, event_id VARCHAR(200) NOT NULL,"
-    " processed_at DATETIME NOT NULL, PRIMARY KEY (topic, event_id))"
+TABLES = (InboxMessage, TimelineEntry)  # the services' own models: the same keys and indexes
+INSERT_INBOX = (
+    "INSERT INTO inbox (topic, event_id, processed_at) "
+    "VALUES ('lindung.eligibility.confirmed', ?, '2026-11-27 00:00:00.000000')"
 )
-TIMELINE = (
-    "CREATE TABLE timeline_entry (event_id VARCHAR(200) PRIMARY KEY, kind VARCHAR(40),"
-    " nik VARCHAR(64), occurred_at DATETIME, details TEXT)"
+INSERT_TIMELINE = (
+    "INSERT INTO timeline_entry (event_id, kind, nik, program_id, worker_id, invoice_id, "
+    "occurred_at, trace_id, details) VALUES (?, 'eligibility_confirmed', '5318010101900001', "
+    "'bench-2025q4', '0b5d3f6e-7f1c-5a3e-9d0b-2c4f6a8e1b3d', NULL, "
+    "'2026-11-27 00:00:00.000000', NULL, "
+    '\'{"coverage_start": "2025-10-01", "coverage_end": "2025-12-31"}\')'
 )
-DETAILS = '{"coverage_start": "2025-10-01", "coverage_end": "2025-12-31"}'
+
+
+def schema() -> list[str]:
+    """CREATE TABLE and CREATE INDEX statements of TABLES, as SQLite gets them from the models."""
+    dialect = sqlite.dialect()
+    statements = []
+    for model in TABLES:
+        table = model.__table__  # type: ignore[attr-defined]
+        statements.append(str(CreateTable(table).compile(dialect=dialect)))
+        statements += [str(CreateIndex(index).compile(dialect=dialect)) for index in table.indexes]
+    return statements
 
 
 def insert_rows(path: Path, new_id: Callable[[], object], rows: int) -> float:
@@ -40,8 +60,8 @@ def insert_rows(path: Path, new_id: Callable[[], object], rows: int) -> float:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    db.execute(INBOX)
-    db.execute(TIMELINE)
+    for statement in schema():
+        db.execute(statement)
     batches = max(10, rows // BATCH)
     timed_from = batches - batches // 10
     started = 0.0
@@ -50,16 +70,8 @@ def insert_rows(path: Path, new_id: Callable[[], object], rows: int) -> float:
             started = time.process_time()
         ids = [(str(new_id()),) for _ in range(BATCH)]
         db.execute("BEGIN IMMEDIATE")
-        db.executemany(
-            "INSERT INTO inbox VALUES ('lindung.eligibility.confirmed', ?, "
-            "'2026-11-27 00:00:00.000000')",
-            ids,
-        )
-        db.executemany(
-            "INSERT INTO timeline_entry VALUES (?, 'eligibility_confirmed', '5318010101900001', "
-            f"'2026-11-27 00:00:00.000000', '{DETAILS}')",
-            ids,
-        )
+        db.executemany(INSERT_INBOX, ids)
+        db.executemany(INSERT_TIMELINE, ids)
         db.execute("COMMIT")
     elapsed = time.process_time() - started
     db.close()

@@ -39,8 +39,7 @@ async def main(n: int, top: int) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(HOOK), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
-    figures = await pipeline.end_to_end(n, work)
-    await asyncio.sleep(3)  # the services' last write happens at exit
+    figures = await pipeline.end_to_end(n, work)  # returns once the services have exited
     cpu = figures["cpu_ms_per_worker"]
     rate = figures["workers_per_s"]
     print(f"end to end, N = {n:,}: {rate:,.0f} workers/s; {pipeline.cpu_text(cpu)}")

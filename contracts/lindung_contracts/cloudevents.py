@@ -34,7 +34,7 @@ def cloudevent_headers(
 
     Fresh ids are UUIDv7 (RFC 9562): random, but starting with the time in ms. Every consumer
     stores the ids it sees (inbox, timeline, outbox keys), and time-ordered ids land at the end
-    of those indexes instead of all over them: measured, random UUIDv4 keys cost SQLite about 3x
+    of those indexes instead of all over them: measured, random UUIDv4 keys cost SQLite 2.7x
     the CPU per stored id once the tables hold 100,000 rows (bench/id_locality.py)."""
     return {
         "ce_specversion": SPECVERSION,
