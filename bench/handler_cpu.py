@@ -51,19 +51,22 @@ from lindung_runtime.service import service_process_gc
 Records = list[ConsumerRecord[bytes, bytes]]
 
 
-def record(topic: str, offset: int, key: str | None, body: str, headers: dict[str, str]) -> Any:
-    encoded = body.encode()
+def record(
+    topic: str, offset: int, key: str | None, body: str, headers: dict[str, str]
+) -> ConsumerRecord[bytes, bytes]:
+    """A record as aiokafka hands it to FastStream's batch subscriber."""
+    key_bytes, value = (key.encode() if key else None), body.encode()
     return ConsumerRecord(
         topic=topic,
         partition=0,
         offset=offset,
         timestamp=0,
         timestamp_type=0,
-        key=key.encode() if key else None,
-        value=encoded,
+        key=key_bytes,
+        value=value,
         checksum=None,
-        serialized_key_size=len(key or ""),
-        serialized_value_size=len(encoded),
+        serialized_key_size=len(key_bytes or b""),
+        serialized_value_size=len(value),
         headers=tuple((k, v.encode()) for k, v in headers.items()),
     )
 
