@@ -10,9 +10,9 @@ wrote to its outbox (body and stored headers, as the relay would send them):
     registration: RegistrationRequested -> eligibility: WorkerRegistered
     -> billing: EligibilityConfirmed -> registration: EligibilityConfirmed, ContributionInvoiced
 
-and prints the process CPU per event of each step (median of --repeat runs), their sum per
-worker, and how much of the end-to-end CPU per worker that is. What is left out is what Kafka
-adds: fetching and parsing records, committing offsets, and the outbox relay's claim, send and
+and prints the process CPU per event of each step (median of --repeat runs) and their sum per
+worker, to set beside the end-to-end CPU per worker of bench/pipeline.py. What is left out is what
+Kafka adds: fetching and parsing records, committing offsets, and the outbox relay's claim, send and
 mark. One process on one core, so other processes move it less than the end-to-end stage; it
 still moves with this machine's speed, so compare runs made side by side.
 """
@@ -71,8 +71,8 @@ def record(
     )
 
 
-def published(events: list[Event], source: str = "/bench") -> Records:
-    """Records as an upstream system would publish them (CloudEvents headers)."""
+def published(events: list[Event], source: str = "/lindung/bench") -> Records:
+    """Records as bench/pipeline.py publishes them (CloudEvents headers, its source)."""
     return [
         record(e.TOPIC, i, e.key(), e.model_dump_json(), cloudevent_headers(e.ce_type(), source))
         for i, e in enumerate(events)
@@ -116,10 +116,9 @@ async def chain(n: int, work: Path) -> dict[str, float]:
         await service.prepare()
     service_process_gc()
     setup = published([pipeline.program(n), DayStarted(date=pipeline.START)])
-    for service in (eligibility, billing):
+    for service in (eligibility, billing):  # both consume the programme and the business day
         for one in setup:
-            if one.topic in service.routes:
-                await consume(service, [one])
+            await consume(service, [one])
 
     seconds: dict[str, float] = {}
 
