@@ -25,12 +25,20 @@ ROWS = 3_000
 
 
 class RecordingBroker:
-    """Stands in for the Kafka producer: remembers what was published, a little slowly."""
+    """Stands in for the Kafka producer: remembers what was published.
 
-    def __init__(self) -> None:
+    Its first publish waits at a barrier shared with the other relay's broker, so the test does
+    not depend on which relay the scheduler (or SQLite's busy handler) favours: both relays must
+    hold a claimed batch at the same moment, which only leases make possible without sending a
+    row twice. A relay that cannot claim while the other holds its lease breaks the barrier."""
+
+    def __init__(self, barrier: asyncio.Barrier) -> None:
+        self.barrier = barrier
         self.published: list[str] = []
 
     async def publish(self, body: bytes, *, headers: dict[str, str], **_: Any) -> None:
+        if not self.published:
+            await asyncio.wait_for(self.barrier.wait(), timeout=30)
         await asyncio.sleep(0)  # let the other relay run meanwhile
         self.published.append(headers["ce_id"])
 
@@ -46,7 +54,8 @@ async def test_two_relays_on_one_database_publish_every_row_exactly_once(data_di
             uow.emit(DayStarted(date=date(2025, 10, 1) + timedelta(days=offset)))
         await uow.commit()
 
-    brokers = [RecordingBroker(), RecordingBroker()]
+    barrier = asyncio.Barrier(2)
+    brokers = [RecordingBroker(barrier), RecordingBroker(barrier)]
     databases = [Database(url), Database(url)]  # two instances: two engines, two pools
     relays = [
         OutboxRelay(db, broker, clock, batch_size=100)
