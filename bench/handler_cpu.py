@@ -71,7 +71,7 @@ def record(
     )
 
 
-def published(events: list[Event], source: str = "/lindung/bench") -> Records:
+def published(events: list[Event], source: str = pipeline.SOURCE) -> Records:
     """Records as bench/pipeline.py publishes them (CloudEvents headers, its source)."""
     return [
         record(e.TOPIC, i, e.key(), e.model_dump_json(), cloudevent_headers(e.ce_type(), source))

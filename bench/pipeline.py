@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parent
 PROGRAM = "bench-2025q4"
 START = date(2025, 10, 1)
 END = date(2025, 12, 31)
+SOURCE = "/lindung/bench"  # the CloudEvents source of what the bench publishes
 console = Console()
 
 
@@ -152,7 +153,7 @@ def coverage_expiring(i: int, n: int) -> CoverageExpiring:
 async def publish(bootstrap: str, events: Sequence[Event]) -> float:
     """Publish without waiting on each send (as the outbox relay does); returns seconds."""
     started = time.perf_counter()
-    async with EventClient(bootstrap, source="/lindung/bench") as client:
+    async with EventClient(bootstrap, source=SOURCE) as client:
         for start in range(0, len(events), 5000):
             await client.publish_many(events[start : start + 5000])
     return time.perf_counter() - started
@@ -562,7 +563,7 @@ async def latency(rate: float, seconds: float, work: Path) -> dict[str, float]:
                             seen.setdefault(json.loads(m.value)["nik"], now)
 
             watcher = asyncio.create_task(observe())
-            async with EventClient(bootstrap, source="/lindung/bench") as client:
+            async with EventClient(bootstrap, source=SOURCE) as client:
                 tick = 0.05
                 per_tick = max(1, round(rate * tick))
                 started = time.perf_counter()
