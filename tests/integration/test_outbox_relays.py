@@ -30,7 +30,8 @@ class RecordingBroker:
     Its first publish waits at a barrier shared with the other relay's broker, so the test does
     not depend on which relay the scheduler (or SQLite's busy handler) favours: both relays must
     hold a claimed batch at the same moment, which only leases make possible without sending a
-    row twice. A relay that cannot claim while the other holds its lease breaks the barrier."""
+    row twice. A relay that cannot claim while the other holds its lease times out at the
+    barrier."""
 
     def __init__(self, barrier: asyncio.Barrier) -> None:
         self.barrier = barrier
