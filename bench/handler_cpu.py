@@ -145,8 +145,8 @@ def main(n: int, repeat: int) -> None:
     configure_logging("bench", "WARNING", "console", stream=sys.stderr)
     runs = []
     for i in range(repeat):
-        work = Path(tempfile.mkdtemp(prefix=f"lindung-handler-cpu-{i}-"))
-        runs.append(asyncio.run(chain(n, work)))
+        with tempfile.TemporaryDirectory(prefix=f"lindung-handler-cpu-{i}-") as work:
+            runs.append(asyncio.run(chain(n, Path(work))))
     print(f"CPU per handled event, N = {n:,}, median of {repeat} run(s), Kafka left out:")
     total = 0.0
     for label in runs[0]:

@@ -32,7 +32,12 @@ def service_of(argv: list[str]) -> str | None:
 
 
 async def main(n: int, top: int) -> None:
-    work = Path(tempfile.mkdtemp(prefix="lindung-sqlite-cpu-"))
+    """The run in a scratch folder removed after it (the stack's SQLite files, logs, statements)."""
+    with tempfile.TemporaryDirectory(prefix="lindung-sqlite-cpu-") as work:
+        await measure(n, top, Path(work))
+
+
+async def measure(n: int, top: int, work: Path) -> None:
     out = work / "statements"
     out.mkdir()
     os.environ["LINDUNG_BENCH_SQLITE_CPU_DIR"] = str(out)
