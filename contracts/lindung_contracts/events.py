@@ -14,10 +14,17 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from lindung_contracts import topics
 
+#: The largest amount an event may carry: 2**53 - 1, the largest integer every JSON reader holds
+#: exactly (JavaScript's Number.MAX_SAFE_INTEGER; larger ones are silently rounded), well inside
+#: the BIGINT columns amounts are stored in (2**63 - 1). Rp 9 quadrillion: no invoice comes close.
+RUPIAH_MAX = 2**53 - 1
 Rupiah = Annotated[
-    int, Field(strict=True, ge=0, description="Whole Rupiah (IDR), never fractional")
+    int,
+    Field(strict=True, ge=0, le=RUPIAH_MAX, description="Whole Rupiah (IDR), never fractional"),
 ]
-PositiveRupiah = Annotated[int, Field(strict=True, gt=0, description="Whole Rupiah (IDR)")]
+PositiveRupiah = Annotated[
+    int, Field(strict=True, gt=0, le=RUPIAH_MAX, description="Whole Rupiah (IDR)")
+]
 Nik = Annotated[
     str, Field(pattern=r"^\d{16}$", description="16-digit NIK (Nomor Induk Kependudukan)")
 ]
@@ -61,6 +68,17 @@ class WorkerEvent(Event):
     nik: Nik
 
 
+#: Text that goes into a staff mail's headers (the subject names the programme): no control
+#: characters (CR/LF would inject headers) nor Unicode line or paragraph separators.
+_MAIL_SAFE = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
+#: A staff address, one of a comma-joined list in a To header: no separators, quotes or brackets.
+_STAFF_EMAIL = (
+    r"^[^@\s,;:<>()\[\]\\\"\x00-\x1f\x7f-\x9f\u2028\u2029]+"
+    r"@[^@\s,;:<>()\[\]\\\"\x00-\x1f\x7f-\x9f\u2028\u2029]+"
+    r"\.[^@\s,;:<>()\[\]\\\"\x00-\x1f\x7f-\x9f\u2028\u2029]+$"
+)
+
+
 class ProgramPublished(Event):
     """A sponsor's programme (one PKS term): who is covered, for how long, and who to alert."""
 
@@ -68,8 +86,8 @@ class ProgramPublished(Event):
     KEY_FIELD: ClassVar[str | None] = "program_id"
 
     program_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-    name: ShortText
-    sponsor: ShortText
+    name: Annotated[ShortText, Field(pattern=_MAIL_SAFE)]
+    sponsor: Annotated[ShortText, Field(pattern=_MAIL_SAFE)]
     region_code: RegionCode
     additional_region_codes: list[RegionCode] = Field(
         default_factory=list,
@@ -78,13 +96,13 @@ class ProgramPublished(Event):
     quota: Annotated[int, Field(strict=True, gt=0)]
     coverage_start: date
     coverage_end: date
-    reported_income_idr: Annotated[int, Field(strict=True, ge=1_000_000)] = 1_000_000
+    reported_income_idr: Annotated[int, Field(strict=True, ge=1_000_000, le=RUPIAH_MAX)] = 1_000_000
     min_age: Annotated[int, Field(ge=0, le=120)] = 18
     max_age: Annotated[int, Field(ge=0, le=120)] = 65
     alert_days_before_end: Annotated[
         list[Annotated[int, Field(ge=0, le=366)]], AfterValidator(_unique_sorted)
     ] = Field(default_factory=lambda: [30, 14, 7])
-    staff_emails: list[Email] = Field(default_factory=list)
+    staff_emails: list[Annotated[Email, Field(pattern=_STAFF_EMAIL)]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _coherent(self) -> ProgramPublished:
