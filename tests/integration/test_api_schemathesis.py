@@ -36,6 +36,7 @@ from lindung_registration.auth import create_key
 from lindung_registration.settings import RegistrationSettings
 from lindung_runtime import Service
 from tests.integration.conftest import on_broker, running
+from tests.programmes import publish_known
 
 pytestmark = pytest.mark.integration
 
@@ -107,12 +108,19 @@ def live(kafka_bootstrap: str, data_dir: Path) -> Iterator[LiveService]:
     async def serve() -> None:
         try:
             async with running(service):
+                await publish_known(service, PROGRAM)
                 started.set_result(None)
                 await stop.wait()
         except BaseException as error:
             if not started.done():
                 started.set_exception(error)
             raise
+
+    async def readyz(service: Service) -> httpx.Response:
+        """/readyz is on the admin app, not the API under test."""
+        transport = httpx.ASGITransport(app=service.admin_http)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as admin:
+            return await admin.get("/readyz")
 
     async def open_client() -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=service.http), base_url=BASE_URL)
@@ -123,7 +131,7 @@ def live(kafka_bootstrap: str, data_dir: Path) -> Iterator[LiveService]:
         client = asyncio.run_coroutine_threadsafe(open_client(), loop).result()
         live = LiveService(service, loop, client, api_key)
         try:
-            ready = live.send("GET", "/readyz")
+            ready = asyncio.run_coroutine_threadsafe(readyz(service), loop).result(60)
             assert ready.status_code == 200, ready.text
             yield live
         finally:
@@ -283,4 +291,8 @@ def test_hostile_bytes_get_a_client_error_never_a_server_error(live: LiveService
     # store NUL); undecodable bytes arrive already replaced.
     assert "a\ufffdb.csv" in filenames and not any("\x00" in name for name in filenames)
     assert not [a for a in answers if a[3] >= 500]
-    assert {code for *_, code in answers} <= {200, 201, 202, 400, 404, 422}, answers
+    assert {code for *_, code in answers} <= {200, 201, 202, 400, 404, 413, 422}, answers
+    # The 2 MB string is refused by the body limit, before any JSON is parsed.
+    assert [a for a in answers if a[3] == 413] == [
+        a for a in answers if a[0] == "POST" and a[2].startswith(b'{"nik": "111')
+    ]

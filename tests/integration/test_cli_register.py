@@ -17,6 +17,7 @@ from lindung_registration.spreadsheet import ERRORS_COLUMN, write_template_csv
 from lindung_runtime.embedded import free_port
 from tests.conftest import run_lindung
 from tests.integration.conftest import count_rows, on_broker, running
+from tests.programmes import publish_known
 from tests.unit.handler_kit import PROGRAM
 
 pytestmark = pytest.mark.integration
@@ -51,6 +52,7 @@ async def test_register_imports_through_the_api_and_saves_the_rejected_rows(
     write_template_csv(sheet, rows())
     env = {"LINDUNG_API_URL": f"http://127.0.0.1:{port}", "LINDUNG_API_KEY": key}
     async with running(service):
+        await publish_known(service, PROGRAM)
         code, output = await run_lindung("register", str(sheet), "--program", PROGRAM, env=env)
         assert code == 0, output
         assert "5 registered" in output and "1 rejected" in output

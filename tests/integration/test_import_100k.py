@@ -9,6 +9,7 @@ count every row exactly as generated and page through its rows, and the process'
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import os
 import signal
@@ -27,6 +28,8 @@ import pytest
 from lindung_registration.auth import create_key
 from lindung_registration.spreadsheet import TEMPLATE_COLUMNS
 from lindung_runtime.embedded import free_port
+from tests.sources import TrustedClient
+from tests.unit.handler_kit import founding_program
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -123,6 +126,7 @@ class ServiceProcess:
     process: subprocess.Popen[bytes]
     base_url: str
     log: Path
+    admin_url: str
 
     def peak_rss_mib(self) -> float:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
@@ -138,7 +142,7 @@ def registration_process(
     kafka_bootstrap: str, data_dir: Path, tmp_path: Path
 ) -> Iterator[ServiceProcess]:
     """The registration service as its own process; always stopped, however the test ends."""
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     # The database stays whatever the environment says (`REGISTRATION_DATABASE_URL` on PostgreSQL
     # runs, else SQLite in the data directory); the rest is pinned so the figures compare.
     env = {
@@ -149,6 +153,7 @@ def registration_process(
         "IMPORT_DIR": str(tmp_path / "imports"),
         "HTTP_HOST": "127.0.0.1",
         "HTTP_PORT": str(port),
+        "ADMIN_PORT": str(admin_port),
         "LOG_LEVEL": "INFO",
         "LOG_FORMAT": "json",
     }
@@ -161,7 +166,9 @@ def registration_process(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    running = ServiceProcess(process, f"http://127.0.0.1:{port}", log)
+    running = ServiceProcess(
+        process, f"http://127.0.0.1:{port}", log, f"http://127.0.0.1:{admin_port}"
+    )
     try:
         yield running
     finally:
@@ -180,7 +187,7 @@ def wait_until_ready(service: ServiceProcess, timeout: float = 60.0) -> None:
         if service.process.poll() is not None:
             pytest.fail(f"the service exited ({service.process.returncode}):\n{service.log_tail()}")
         try:
-            if httpx.get(f"{service.base_url}/readyz", timeout=5).status_code == 200:
+            if httpx.get(f"{service.admin_url}/readyz", timeout=5).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -188,16 +195,34 @@ def wait_until_ready(service: ServiceProcess, timeout: float = 60.0) -> None:
     pytest.fail(f"the service was not ready after {timeout}s:\n{service.log_tail()}")
 
 
-def poll(client: httpx.Client, url: str, done: Any, timeout: float, **params: Any) -> Any:
+def poll(
+    client: httpx.Client,
+    url: str,
+    done: Any,
+    timeout: float,
+    expect: tuple[int, ...] = (200,),
+    **params: Any,
+) -> Any:
+    """GET `url` until `done(body)`; answers other than 200 (among `expect`) mean not yet."""
     deadline = time.monotonic() + timeout
     while True:
         answer = client.get(url, params=params)
-        assert answer.status_code == 200, answer.text
+        assert answer.status_code in expect, answer.text
         body = answer.json()
-        if done(body):
+        if answer.status_code != 200:
+            body, done_now = None, False
+        else:
+            done_now = done(body)
+        if done_now:
             return body
-        assert time.monotonic() < deadline, f"timed out polling {url}: {body}"
+        assert time.monotonic() < deadline, f"timed out polling {url}: {answer.text}"
         time.sleep(0.5)
+
+
+async def publish_program(bootstrap: str) -> None:
+    """The operator publishes the programme the spreadsheet is for."""
+    async with TrustedClient(bootstrap) as client:
+        await client.publish(founding_program(program_id=PROGRAM))
 
 
 def all_report_rows(client: httpx.Client, import_id: str, status: str) -> list[dict[str, Any]]:
@@ -215,7 +240,11 @@ def all_report_rows(client: httpx.Client, import_id: str, status: str) -> list[d
 @pytest.mark.timeout(2 * IMPORT_TIMEOUT_SECONDS)
 @pytest.mark.parametrize("rows", [pytest.param(1_000, id="1k"), pytest.param(100_000, id="100k")])
 def test_a_large_spreadsheet_is_imported_exactly_with_flat_memory(
-    rows: int, registration_process: ServiceProcess, data_dir: Path, tmp_path: Path
+    rows: int,
+    registration_process: ServiceProcess,
+    kafka_bootstrap: str,
+    data_dir: Path,
+    tmp_path: Path,
 ) -> None:
     key = create_key(data_dir / "api-keys.yaml", "operator", "operator")
     spreadsheet = tmp_path / "pekerja.csv"
@@ -225,10 +254,12 @@ def test_a_large_spreadsheet_is_imported_exactly_with_flat_memory(
     )
     service = registration_process
     wait_until_ready(service)
+    asyncio.run(publish_program(kafka_bootstrap))
 
     with httpx.Client(
         base_url=service.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=120
     ) as client:
+        poll(client, f"/programs/{PROGRAM}", lambda _: True, 60, expect=(200, 404))
         started = time.monotonic()
         with spreadsheet.open("rb") as upload:  # httpx streams the file in chunks
             accepted = client.post(

@@ -5,12 +5,11 @@ One digest per programme and alert window, never one mail per worker.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from datetime import date
 
 from lindung_runtime.privacy import mask_nik
+from lindung_runtime.spreadsheets import csv_text
 
 BULAN = (
     "Januari",
@@ -87,26 +86,35 @@ def compose_digest(
             "Lindung — layanan kepesertaan pekerja rentan",
         ]
     )
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(
-        ["worker_id", "nik", "nama_lengkap", "desa_kelurahan", "kecamatan", "akhir_kepesertaan"]
-    )
-    for worker in sorted(workers, key=lambda w: (w.district, w.village, w.full_name)):
-        writer.writerow(
+    # Names and places are as the intake sent them: csv_text keeps a `=HYPERLINK(…)` from running
+    # when staff open the attachment.
+    attachment = csv_text(
+        [
             [
-                worker.worker_id,
-                mask_nik(worker.nik),
-                worker.full_name,
-                worker.village,
-                worker.district,
-                coverage_end.isoformat(),
-            ]
-        )
+                "worker_id",
+                "nik",
+                "nama_lengkap",
+                "desa_kelurahan",
+                "kecamatan",
+                "akhir_kepesertaan",
+            ],
+            *(
+                [
+                    worker.worker_id,
+                    mask_nik(worker.nik),
+                    worker.full_name,
+                    worker.village,
+                    worker.district,
+                    coverage_end.isoformat(),
+                ]
+                for worker in sorted(workers, key=lambda w: (w.district, w.village, w.full_name))
+            ),
+        ]
+    )
     return DigestMail(
         subject=subject,
         body=body,
         attachment_name=f"peserta-berakhir-{coverage_end.isoformat()}-{days_left}hari.csv",
-        attachment_csv=buffer.getvalue(),
+        attachment_csv=attachment,
         recipients=recipients,
     )

@@ -4,7 +4,9 @@ other intake.
 
 Progress is committed with each chunk, so a restarted service resumes an import where it stopped
 (registration is idempotent, so a chunk replayed after a crash changes nothing). Memory stays flat
-whatever the file size: the file is streamed in and read row by row.
+whatever the file size: the file is streamed in and read row by row, within the spreadsheet
+limits (IMPORT_MAX_*). An import that keeps killing its process (whatever the cause) is started
+again at most IMPORT_MAX_RETRIES times, then marked failed, so it cannot crash-loop the service.
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ from lindung_registration.auth import ApiKey
 from lindung_registration.db import ImportJob, ImportRow
 from lindung_registration.domain import printable
 from lindung_registration.handlers import preload_workers, register
-from lindung_registration.spreadsheet import SpreadsheetError, read_rows, request_from_row
+from lindung_registration.spreadsheet import (
+    Limits,
+    SpreadsheetError,
+    read_rows,
+    request_from_row,
+)
 from lindung_runtime.aio import wait_event
 from lindung_runtime.logging import get_logger
 
@@ -55,6 +62,27 @@ class UploadTooLarge(Exception):
     pass
 
 
+def gave_up_message(attempts: int) -> str:
+    return (
+        f"Impor dihentikan: proses layanan berhenti {attempts} kali saat mengerjakannya "
+        "(berkas terlalu berat?); baris yang sudah diproses tetap tersimpan / Import stopped: the "
+        f"service process died {attempts} times while working on it (a file too heavy?); the "
+        "rows already processed are kept"
+    )
+
+
+def limits_of(settings: RegistrationSettings) -> Limits:
+    return Limits(
+        rows=settings.import_max_rows,
+        columns=settings.import_max_columns,
+        cell_chars=settings.import_max_cell_chars,
+        xlsx_bytes=settings.import_max_xlsx_bytes,
+        xlsx_entries=settings.import_max_xlsx_entries,
+        xlsx_ratio=settings.import_max_xlsx_ratio,
+        xlsx_strings_bytes=settings.import_max_xlsx_strings_bytes,
+    )
+
+
 @dataclass(frozen=True)
 class Counts:
     registered: int = 0
@@ -67,6 +95,7 @@ class Importer:
         self.service = service
         self.settings = settings
         self.directory = settings.import_path
+        self.limits = limits_of(settings)
         self._wake = asyncio.Event()
 
     def path_of(self, job: ImportJob) -> Path:
@@ -125,7 +154,20 @@ class Importer:
 
     async def _next_job(self) -> ImportJob | None:
         """Claim the oldest unfinished import with a lease, so that several instances of the
-        service never work on the same one (a crashed instance's lease runs out)."""
+        service never work on the same one (a crashed instance's lease runs out).
+
+        Each claim counts as an attempt. An import claimed again more than IMPORT_MAX_RETRIES
+        times is one whose process died each time (out of memory, say): it is marked failed
+        instead of being handed out again."""
+        while True:
+            job, gave_up = await self._claim()
+            if gave_up is None:
+                return job
+            self.path_of(gave_up).unlink(missing_ok=True)
+            log.warning("import_gave_up", import_id=gave_up.import_id, attempts=gave_up.attempts)
+
+    async def _claim(self) -> tuple[ImportJob | None, ImportJob | None]:
+        """(the import claimed, or None) or (None, the import just marked failed)."""
         now = self.service.clock.now()
         async with self.service.database.session() as session:
             job = (
@@ -143,23 +185,47 @@ class Importer:
                     .with_for_update(skip_locked=True)
                 )
             ).first()
-            if job is not None:
-                job.lease_until = now + LEASE
+            if job is None:
+                return None, None
+            if job.attempts > self.settings.import_max_retries:
+                job.status = "failed"
+                job.error = gave_up_message(job.attempts)
+                job.finished_at = now
+                job.lease_until = None
                 session.add(job)
                 await session.commit()
-        return job
+                return None, job
+            job.attempts += 1
+            job.lease_until = now + LEASE
+            session.add(job)
+            await session.commit()
+        return job, None
 
     async def process(self, job: ImportJob) -> None:
-        log.info("import_started", import_id=job.import_id, resume_after_rows=job.rows_done)
+        log.info(
+            "import_started",
+            import_id=job.import_id,
+            resume_after_rows=job.rows_done,
+            attempt=job.attempts,
+        )
         try:
             if job.rows_total is None:
                 await self._count_rows(job)
-            rows = read_rows(self.path_of(job), job.file_format)
+            rows = read_rows(self.path_of(job), job.file_format, self.limits)
             for _ in range(job.rows_done):  # resume: these rows are already committed
                 next(rows)
-            while chunk := await asyncio.to_thread(_take, rows, self.settings.import_chunk_rows):
-                await self._commit_chunk(job, chunk)
-                self.service.outbox.wake()
+            while True:
+                chunk, stop = await asyncio.to_thread(_take, rows, self.settings.import_chunk_rows)
+                if chunk:
+                    await self._commit_chunk(job, chunk)
+                    self.service.outbox.wake()
+                if stop is not None:
+                    raise stop  # past a limit: the rows before it are committed, the import fails
+                if len(chunk) < self.settings.import_chunk_rows:
+                    break
+        except asyncio.CancelledError:
+            await self._release(job)
+            raise
         except (SpreadsheetError, FileNotFoundError, StopIteration) as error:
             await self._finish(job, "failed", str(error) or type(error).__name__)
             return
@@ -171,10 +237,36 @@ class Importer:
             return
         await self._finish(job, "done")
 
+    async def _release(self, job: ImportJob) -> None:
+        """The service is stopping (not dying): give the claim back, and the attempt with it, so
+        that a deployment does not use up an import's retries."""
+        try:
+            async with asyncio.timeout(2.0):
+                async with self.service.database.session() as session:
+                    stored = await session.get(ImportJob, job.import_id)
+                    if stored is not None and stored.status in ("queued", "running"):
+                        stored.attempts = max(0, stored.attempts - 1)
+                        stored.lease_until = None
+                        session.add(stored)
+                        await session.commit()
+        except Exception as error:  # the lease runs out by itself; the attempt stays counted
+            log.warning("import_release_failed", import_id=job.import_id, error=repr(error)[:300])
+
     async def _count_rows(self, job: ImportJob) -> None:
-        """One quick pass first, so progress can be shown as a fraction."""
-        path, file_format = self.path_of(job), job.file_format
-        total = await asyncio.to_thread(lambda: sum(1 for _ in read_rows(path, file_format)))
+        """One quick pass first, so progress can be shown as a fraction. A file past a limit
+        counts the rows before it: those are imported, then the import fails with the reason."""
+        path, file_format, limits = self.path_of(job), job.file_format, self.limits
+
+        def count() -> int:
+            counted = 0
+            try:
+                for _ in read_rows(path, file_format, limits):
+                    counted += 1
+            except SpreadsheetError:
+                pass  # the processing pass meets it again, and reports it
+            return counted
+
+        total = await asyncio.to_thread(count)
         async with self.service.database.session() as session:
             stored = await session.get(ImportJob, job.import_id)
             assert stored is not None
@@ -318,10 +410,17 @@ class Importer:
             after = page[-1].row_number
 
 
-def _take(rows: Iterator[tuple[int, dict[str, str]]], n: int) -> list[tuple[int, dict[str, str]]]:
-    chunk = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= n:
-            break
-    return chunk
+def _take(
+    rows: Iterator[tuple[int, dict[str, str]]], n: int
+) -> tuple[list[tuple[int, dict[str, str]]], SpreadsheetError | None]:
+    """Up to n rows, and the error that stopped the file short of them, if one did (the rows
+    read before it are still returned, to be imported)."""
+    chunk: list[tuple[int, dict[str, str]]] = []
+    try:
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= n:
+                break
+    except SpreadsheetError as error:
+        return chunk, error
+    return chunk, None
