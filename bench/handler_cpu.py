@@ -71,10 +71,16 @@ def record(
     )
 
 
-def published(events: list[Event], source: str = pipeline.SOURCE) -> Records:
+def published(events: list[Event], source: str | None = None) -> Records:
     """Records as bench/pipeline.py publishes them (CloudEvents headers, its source)."""
     return [
-        record(e.TOPIC, i, e.key(), e.model_dump_json(), cloudevent_headers(e.ce_type(), source))
+        record(
+            e.TOPIC,
+            i,
+            e.key(),
+            e.model_dump_json(),
+            cloudevent_headers(e.ce_type(), source or pipeline.source_for(e.TOPIC)),
+        )
         for i, e in enumerate(events)
     ]
 
@@ -119,6 +125,7 @@ async def chain(n: int, work: Path) -> dict[str, float]:
     for service in (eligibility, billing):  # both consume the programme and the business day
         for one in setup:
             await consume(service, [one])
+    await consume(registration, setup[:1])  # registers only for a published programme
 
     seconds: dict[str, float] = {}
 

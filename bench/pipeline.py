@@ -44,8 +44,10 @@ from lindung_contracts import (
     ProgramPublished,
     RegistrationRequested,
     WorkerRegistered,
+    cloudevent_headers,
     topics,
 )
+from lindung_contracts.access import ACCESS
 from lindung_runtime.embedded import EmbeddedKafka, free_port
 from lindung_runtime.kafka import EventClient, GroupOffsets, TopicReader, ensure_topics
 
@@ -53,7 +55,21 @@ ROOT = Path(__file__).resolve().parent
 PROGRAM = "bench-2025q4"
 START = date(2025, 10, 1)
 END = date(2025, 12, 31)
-SOURCE = "/lindung/bench"  # the CloudEvents source of what the bench publishes
+
+
+def source_for(topic: str) -> str:
+    """The CloudEvents source the bench publishes `topic` from: one its consumers trust (the
+    contract's, continued by /bench), or they would dead-letter it as untrusted_source."""
+    return f"{ACCESS[topic].sources[0]}/bench"
+
+
+class BenchClient(EventClient):
+    """Publishes each event from `source_for` its topic."""
+
+    def headers_for(self, event: Event, event_id: str | None = None) -> dict[str, str]:
+        return cloudevent_headers(event.ce_type(), source_for(event.TOPIC), event_id=event_id)
+
+
 console = Console()
 
 
@@ -153,7 +169,7 @@ def coverage_expiring(i: int, n: int) -> CoverageExpiring:
 async def publish(bootstrap: str, events: Sequence[Event]) -> float:
     """Publish without waiting on each send (as the outbox relay does); returns seconds."""
     started = time.perf_counter()
-    async with EventClient(bootstrap, source=SOURCE) as client:
+    async with BenchClient(bootstrap) as client:
         for start in range(0, len(events), 5000):
             await client.publish_many(events[start : start + 5000])
     return time.perf_counter() - started
@@ -362,7 +378,7 @@ async def two_eligibility_instances(n: int, work: Path) -> dict[str, Any]:
         if await migrate.wait() != 0:
             raise RuntimeError("lindung migrate eligibility failed")
         for i, port in enumerate(ports):
-            env = dict(shared, HTTP_PORT=str(port))
+            env = dict(shared, ADMIN_PORT=str(port))  # /metrics is on the admin port
             log = (work / f"scale-eligibility-{i}.log").open("wb")
             processes.append(
                 subprocess.Popen(  # noqa: ASYNC220 - started, then polled through Kafka
@@ -563,7 +579,7 @@ async def latency(rate: float, seconds: float, work: Path) -> dict[str, float]:
                             seen.setdefault(json.loads(m.value)["nik"], now)
 
             watcher = asyncio.create_task(observe())
-            async with EventClient(bootstrap, source=SOURCE) as client:
+            async with BenchClient(bootstrap) as client:
                 tick = 0.05
                 per_tick = max(1, round(rate * tick))
                 started = time.perf_counter()

@@ -148,6 +148,7 @@ async def _founding_case(
         )
     expected.malformed = len(MALFORMED_MESSAGES)
     await wait_for_api(api)
+    await api.wait_for_program(program.program_id)
     report = await import_with_progress(api, csv_path, program.program_id, console)
     if report["status"] != "done":
         raise ApiError(f"import {report['import_id']} {report['status']}: {report.get('error')}")

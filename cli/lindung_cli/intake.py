@@ -65,6 +65,20 @@ class ImportClient:
         except httpx.HTTPError:
             return False
 
+    async def wait_for_program(self, program_id: str, timeout: float = 60.0) -> None:
+        """Wait until registration has consumed the programme's `program.published` (a 404 until
+        then): for a caller that has just published it, as the demo does."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            async with self._client() as client:
+                response = await client.get(f"/programs/{program_id}")
+            if response.status_code != 404:
+                self._check(response)
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                self._check(response)
+            await asyncio.sleep(0.2)
+
     async def upload(self, path: Path, program_id: str) -> str:
         file_format = format_of(path.name) or "csv"
         content_type = (

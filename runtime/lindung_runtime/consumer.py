@@ -4,6 +4,10 @@ Subscribers fetch batches; for each batch, from the outside in:
   dead letter  <-  retry with backoff  <-  one transaction: inbox + handlers + outbox
 - every record is decoded and validated first; bad input (invalid JSON, wrong shape, wrong event
   type) goes to `<topic>.dlq` with the original bytes and headers plus the error;
+- then its CloudEvents `ce_source` must be one the topic's consumers believe (the contract's
+  allow-list plus TRUSTED_SOURCES), else it is dead-lettered as `untrusted_source`. Checked after
+  decoding: a malformed record is dead-lettered either way, and its dead letter then says what
+  is wrong with the bytes (what the producer must fix), whoever sent them;
 - the rest run through their handler in ONE database transaction that also records each event id
   in the inbox, so a redelivered event is skipped and "seen" is never recorded for a failure;
 - a handler failure rolls the batch back; it is retried with backoff, and if it keeps failing the
@@ -12,6 +16,9 @@ Subscribers fetch batches; for each batch, from the outside in:
   with backoff for up to CONSUMER_NOT_READY_MAX_WAIT_SECONDS before it is dead-lettered;
 - infrastructure failures (database locked or away) are retried until they pass, never
   dead-lettered: the offsets stay uncommitted meanwhile;
+- every such wait pauses the partitions and waits inside `getmany`, so a wait longer than
+  max_poll_interval_ms does not get the consumer thrown out of its group (see `_sleep`);
+- dead letters and logs carry an error code and a scrubbed message (no NIK, name or SQL values);
 - only if even the dead-letter publish fails does the error escape, and the subscriber's
   NACK_ON_ERROR policy seeks back so the batch is consumed again (at-least-once).
 Each record is processed inside its own span, continuing the producer's trace.
@@ -30,7 +37,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import ConsumerStoppedError, KafkaError, MessageSizeTooLargeError
 from faststream import BaseMiddleware
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
@@ -39,10 +47,12 @@ from sqlalchemy import exc as sa_exc
 from sqlmodel import col, select
 
 from lindung_contracts import event_for_topic
+from lindung_contracts.access import source_allowed
 from lindung_contracts.topics import dead_letter_topic
-from lindung_runtime.errors import NotReadyYet, PermanentError
+from lindung_runtime.errors import NotReadyYet, PermanentError, UntrustedSource, waiting_over
 from lindung_runtime.logging import get_logger
 from lindung_runtime.outbox import InboxMessage, UnitOfWork
+from lindung_runtime.privacy import scrub_text
 from lindung_runtime.tracing import unrecorded_span
 
 if TYPE_CHECKING:
@@ -155,6 +165,14 @@ def decode(delivery: Delivery, event_type: type[BaseModel]) -> BaseModel:
     return event_type.model_validate(json.loads(delivery.value))
 
 
+def check_source(delivery: Delivery, trusted: tuple[str, ...]) -> None:
+    """Believe an event only from a source the topic's allow-list names (or continues)."""
+    source = delivery.headers.get("ce_source")
+    if not source_allowed(source, trusted):
+        shown = repr(source[:200]) if source is not None else "none"
+        raise UntrustedSource(f"ce_source {shown} is not trusted on {delivery.topic}")
+
+
 class ReliableConsumer:
     """Middleware factory bound to one service (FastStream instantiates it per batch and per
     publish, so the scope class is built once, not on every call)."""
@@ -176,15 +194,18 @@ class _ReliableScope(BaseMiddleware):  # type: ignore[type-arg]
         route = self.service.routes.get(batch[0].topic) if batch else None
         if route is None:
             return await call_next(message)
-        await BatchProcessor(self.service, route).process(batch)
+        consumer = getattr(message, "consumer", None)
+        await BatchProcessor(self.service, route, consumer).process(batch)
         return None
 
 
 class BatchProcessor:
-    def __init__(self, service: Service, route: Route) -> None:
+    def __init__(self, service: Service, route: Route, consumer: Any = None) -> None:
         self.service = service
         self.route = route
         self.settings = service.settings
+        # The Kafka consumer the batch came from (waits keep it in its group), if a real one.
+        self.consumer = consumer if isinstance(consumer, AIOKafkaConsumer) else None
 
     async def process(self, batch: list[Delivery]) -> None:
         started = time.perf_counter()
@@ -203,9 +224,11 @@ class BatchProcessor:
     async def _process(self, batch: list[Delivery]) -> None:
         dead: list[tuple[Delivery, BaseException, int]] = []
         good: list[Delivery] = []
+        trusted = self.settings.trusted_sources_for(batch[0].topic) if batch else ()
         for delivery in batch:
             try:
                 delivery.event = decode(delivery, self.route.event_type)
+                check_source(delivery, trusted)
                 good.append(delivery)
             except (ValueError, PermanentError) as error:  # JSON, Unicode, pydantic, type
                 dead.append((delivery, error, 1))
@@ -223,7 +246,8 @@ class BatchProcessor:
                 if waited < self.settings.consumer_not_ready_max_wait_seconds:
                     await self._pause(attempt, error, cap=5.0)
                     continue
-                dead.extend(await self._isolate(good))
+                with waiting_over():  # handlers that can answer without the fact do so now
+                    dead.extend(await self._isolate(good))
                 break
             except Exception as error:
                 retryable = not isinstance(error, PermanentError)
@@ -331,9 +355,44 @@ class BatchProcessor:
             attempt=attempt,
             retry_in_s=delay,
             error_code=error_code(error),
-            error=repr(error)[:500],
+            error=describe(error),
         )
-        await asyncio.sleep(delay)
+        await self._sleep(delay)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait without being thrown out of the consumer group.
+
+        aiokafka leaves the group once no `getmany` has been running for max_poll_interval_ms
+        (300 s by default: as long as the wait for a missing programme, and a stalled database
+        waits without end); the group then rebalances and the batch is consumed again. So the
+        wait happens inside `getmany`, with this consumer's partitions paused so that it returns
+        nothing: heartbeats go on, the poll interval is met, the batch stays ours. Records it
+        returns anyway (a partition assigned anew in a rebalance is not paused) are put back.
+        """
+        consumer = self.consumer
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        if consumer is None:
+            await asyncio.sleep(seconds)
+            return
+        try:
+            partitions = set(consumer.assignment())
+            paused = partitions - set(consumer.paused())
+            consumer.pause(*paused)
+            try:
+                while partitions and (remaining := deadline - loop.time()) > 0:
+                    fetched = await consumer.getmany(
+                        *partitions, timeout_ms=max(1, int(remaining * 1000))
+                    )
+                    for partition, records in fetched.items():
+                        if records:
+                            consumer.seek(partition, records[0].offset)
+            finally:
+                consumer.resume(*(paused & set(consumer.assignment())))
+        except (KafkaError, ConsumerStoppedError) as error:  # group trouble, or shutting down
+            log.debug("wait_without_poll", error=type(error).__name__)
+        if (remaining := deadline - loop.time()) > 0:
+            await asyncio.sleep(remaining)
 
     async def _dead_letter(self, delivery: Delivery, error: BaseException, attempts: int) -> None:
         code = error_code(error)
@@ -383,10 +442,27 @@ class BatchProcessor:
 
 
 def describe(error: BaseException) -> str:
+    """What went wrong, for a dead letter's header and the logs: never a worker's values.
+
+    Schema violations name the fields, not their input; a database error names its driver
+    error class and codes only (its text quotes the statement and its parameters: NIK, names);
+    any other message is scrubbed of NIKs, phone numbers, dates and quoted values."""
     if isinstance(error, ValidationError):
         parts = [
             f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}"
             for e in error.errors(include_url=False, include_input=False)[:10]
         ]
-        return ("schema violation: " + "; ".join(parts))[:1000]
-    return f"{type(error).__name__}: {error}"[:1000]
+        return scrub_text("schema violation: " + "; ".join(parts))[:1000]
+    if isinstance(error, sa_exc.StatementError):
+        orig = error.orig
+        codes = [
+            str(code)
+            for code in (
+                getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None),
+                getattr(orig, "sqlite_errorname", None),
+                error.code,
+            )
+            if code
+        ]
+        return f"{type(error).__name__}: {type(orig).__name__} ({', '.join(codes)})"[:1000]
+    return scrub_text(f"{type(error).__name__}: {error}")[:1000]

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lindung_contracts.access import ACCESS
+
 
 class LindungSettings(BaseSettings):
     """What every Lindung process reads. Services subclass it for their own knobs."""
@@ -54,6 +56,13 @@ class LindungSettings(BaseSettings):
     consumer_not_ready_max_wait_seconds: float = Field(
         default=300.0, ge=0, description="How long an event may wait for the facts it needs"
     )
+    trusted_sources: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="CloudEvents sources a consumer believes IN ADDITION to the contract's "
+        "(lindung_contracts.access): JSON, topic -> sources, e.g. "
+        '{"registration.requested": ["/upstream/siak"]}; the key "*" adds to every topic. '
+        "Anything else is dead-lettered as untrusted_source",
+    )
     retention_days: float = Field(
         default=14.0,
         gt=0,
@@ -61,10 +70,25 @@ class LindungSettings(BaseSettings):
     )
     http_host: str = Field(default="127.0.0.1", description="Interface of the HTTP server")
     http_port: int | None = Field(
-        default=None, ge=0, le=65535, description="Serve /healthz, /readyz (and the API) here"
+        default=None, ge=0, le=65535, description="Serve /healthz (and the API) here"
+    )
+    admin_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve /readyz, /metrics and the API docs (/docs, /openapi.json) here, on "
+        "HTTP_HOST; unset: none of them is served",
     )
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_seconds: float = Field(default=0.5, gt=0)
+
+    def trusted_sources_for(self, topic: str) -> tuple[str, ...]:
+        """The contract's sources for `topic` plus the operator's additions: extra, never a
+        replacement, so configuring one's own upstream cannot untrust the contract's writers."""
+        access = ACCESS.get(topic)
+        contract = access.sources if access else ()
+        extra = [*self.trusted_sources.get(topic, ()), *self.trusted_sources.get("*", ())]
+        return (*contract, *extra)
 
     def database_url_for(self, service: str) -> str:
         """The service's own database.

@@ -30,7 +30,8 @@ from lindung_contracts import (
     cloudevent_headers,
     topics,
 )
-from tests.chaos.kit import consumers_of
+from tests.chaos.kit import PROGRAM, consumers_of
+from tests.sources import trusted_source
 
 #: Topics some service consumes (digest-sent is consumed by no one).
 CONSUMED = sorted({t for t in topics.ALL if consumers_of(t)})
@@ -57,7 +58,7 @@ def templates() -> dict[str, Event]:
             coverage_start=date(2025, 10, 1),
             coverage_end=date(2025, 12, 31),
         ),
-        RegistrationRequested(program_id="poison-program", nik=NIK, full_name="X"),
+        RegistrationRequested(program_id=PROGRAM, nik=NIK, full_name="X"),
         WorkerRegistered(
             **worker,
             full_name="X",
@@ -180,7 +181,8 @@ def generate(count: int, seed: int, oversize: int = 8) -> list[Hostile]:
             topic = rng.choice(CONSUMED)
         kind = KINDS[i % len(KINDS)] if i < len(KINDS) * 2 else rng.choice(KINDS)
         chaos_id = f"hostile-{seed}-{i}"
-        headers = cloudevent_headers(ce_types[topic], "/chaos/hostile", event_id=chaos_id)
+        source = trusted_source(topic, "chaos")  # believed: what is wrong is the record itself
+        headers = cloudevent_headers(ce_types[topic], source, event_id=chaos_id)
         headers["x-chaos-id"] = chaos_id
         body: dict[str, Any] = dict(bodies[topic])
         value: bytes | None

@@ -57,6 +57,7 @@ from lindung_contracts import (
 from lindung_runtime.embedded import EmbeddedKafka, free_port
 from lindung_runtime.kafka import EventClient, GroupOffsets, Record, TopicReader, ensure_topics
 from tests.conftest import run_lindung
+from tests.sources import trusted_source
 
 PROGRAM = "chaos-2025q4"
 START = date(2025, 10, 1)
@@ -211,15 +212,18 @@ def _request(i: int, kind: str) -> RegistrationRequested:
 
 
 async def publish(
-    bootstrap: str, events: Sequence[tuple[str, Event]], source: str = "/chaos/upstream"
+    bootstrap: str, events: Sequence[tuple[str, Event]], source: str | None = None
 ) -> None:
     """Publish with the given CloudEvents ids (as an upstream system re-driving its own events
-    does), without waiting on each send."""
-    async with EventClient(bootstrap, source=source) as client:
+    does), without waiting on each send; each from `source`, else from a source its topic's
+    consumers trust."""
+    async with EventClient(bootstrap) as client:
         for start in range(0, len(events), 5000):
             pending = []
             for ce_id, event in events[start : start + 5000]:
-                headers = cloudevent_headers(event.ce_type(), source, event_id=ce_id)
+                headers = cloudevent_headers(
+                    event.ce_type(), source or trusted_source(event.TOPIC, "chaos"), event_id=ce_id
+                )
                 key = event.key()
                 pending.append(
                     await client.producer.send(
@@ -324,6 +328,7 @@ class System:
                 kafka_bootstrap_servers=self.bootstrap,
                 smtp_host="127.0.0.1",
                 smtp_port=self.mail.port,
+                smtp_security="none",  # the test's server speaks plain SMTP
                 registration_http_port=0,
             ),
             services=self.services,

@@ -75,7 +75,7 @@ async def send_good_requests(bootstrap: str, workload: Workload, rounds: int, pa
                 if n % 3 == 0:
                     body.update({"sumber": "SIAK", "catatan": {"x": [1, 2]}, "versi": 7})
                 headers = cloudevent_headers(
-                    request.event.ce_type(), "/chaos/upstream", event_id=request.event_id
+                    request.event.ce_type(), "/upstream/village/chaos", event_id=request.event_id
                 )
                 pending.append(
                     await producer.send(

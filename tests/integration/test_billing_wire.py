@@ -22,8 +22,8 @@ from lindung_contracts import (
     PaymentReceived,
     topics,
 )
-from lindung_runtime.kafka import EventClient
 from tests.integration.conftest import on_broker, running, wait_for_rows, wire
+from tests.sources import TrustedClient
 from tests.unit.handler_kit import PROGRAM, founding_program
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,7 @@ async def test_confirmed_workers_are_invoiced_activated_on_payment_and_warned_be
     ]
     async with (
         running(service),
-        EventClient(kafka_bootstrap) as client,
+        TrustedClient(kafka_bootstrap) as client,
         wire(kafka_bootstrap, outputs) as out,
     ):
         await client.publish(founding_program(alert_days_before_end=[30]))

@@ -16,7 +16,6 @@ from lindung_eligibility.app import create_service
 from lindung_eligibility.db import Decision, Program
 from lindung_eligibility.settings import EligibilitySettings
 from lindung_runtime import Service
-from lindung_runtime.kafka import EventClient
 from tests.integration.conftest import (
     count_rows,
     eventually,
@@ -27,6 +26,7 @@ from tests.integration.conftest import (
     wait_until_consumed,
     wire,
 )
+from tests.sources import TrustedClient
 from tests.unit.handler_kit import PROGRAM, founding_program
 
 pytestmark = pytest.mark.integration
@@ -73,7 +73,7 @@ async def test_two_instances_in_one_group_never_confirm_beyond_the_quota(
     first, second = eligibility(data_dir, kafka_bootstrap), eligibility(data_dir, kafka_bootstrap)
     workers = [registered(n) for n in range(1, 81)]
 
-    async with running(first, second), EventClient(kafka_bootstrap) as client:
+    async with running(first, second), TrustedClient(kafka_bootstrap) as client:
 
         def both_have_partitions() -> bool:
             return all(assigned(s, topics.WORKER_REGISTERED) for s in (first, second))

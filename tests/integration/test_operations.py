@@ -74,6 +74,7 @@ async def test_dlq_list_shows_each_code_and_replay_redrives_each_dead_letter_onc
         EventClient(kafka_bootstrap) as client,
         wire(kafka_bootstrap, outputs) as out,
     ):
+        await client.publish(founding_program())
         # Real dead letters: what a broken upstream system sends, dead-lettered by registration.
         good = request(1)
         headers = client.headers_for(good)
@@ -153,7 +154,7 @@ async def dead_letter(
     client: EventClient, event: RegistrationRequested, code: str, event_id: str | None = None
 ) -> str:
     """Put `event` on the dead-letter topic as the runtime does (original headers + error)."""
-    headers = cloudevent_headers(event.ce_type(), "/upstream", event_id=event_id)
+    headers = cloudevent_headers(event.ce_type(), "/upstream/village", event_id=event_id)
     headers.update(
         {
             "x-lindung-error-code": code,

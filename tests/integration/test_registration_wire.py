@@ -29,7 +29,7 @@ from tests.integration.conftest import (
     wait_until_consumed,
     wire,
 )
-from tests.unit.handler_kit import PROGRAM
+from tests.unit.handler_kit import PROGRAM, founding_program
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +85,7 @@ async def test_request_on_the_wire_becomes_worker_registered_with_cloudevents_he
         EventClient(kafka_bootstrap) as client,
         wire(kafka_bootstrap, OUTPUTS) as out,
     ):
+        await client.publish(founding_program())
         headers = client.headers_for(good)
         headers["traceparent"] = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
         await client.publish_raw(good.TOPIC, good.model_dump_json().encode(), good.key(), headers)
@@ -128,6 +129,7 @@ async def test_malformed_json_between_two_good_requests_is_dead_lettered(
             kafka_bootstrap, [*OUTPUTS, topics.dead_letter_topic(topics.REGISTRATION_REQUESTED)]
         ) as out,
     ):
+        await client.publish(founding_program())
         key = "same-partition"  # all three in one partition, in this order
         await client.publish_raw(
             first.TOPIC, first.model_dump_json().encode(), key, client.headers_for(first)
@@ -163,6 +165,7 @@ async def test_offsets_are_committed_only_once_requests_are_processed(
     service = registration(data_dir, kafka_bootstrap)
     await service.prepare()  # the topics, with their partitions, before anything is published
     async with EventClient(kafka_bootstrap) as client:
+        await client.publish(founding_program())
         for serial in range(1, 6):
             await client.publish(request(serial))
     assert await lag(kafka_bootstrap, service, topics.REGISTRATION_REQUESTED) == 5
@@ -183,6 +186,7 @@ async def test_restarted_service_does_not_repeat_what_it_already_registered(
 
     first = registration(data_dir, kafka_bootstrap)
     async with running(first), EventClient(kafka_bootstrap) as client:
+        await client.publish(founding_program())
         for req, ce_id in zip(requests, ids, strict=True):
             await client.publish(req, event_id=ce_id)
         async with wire(kafka_bootstrap, OUTPUTS) as out:

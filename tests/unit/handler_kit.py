@@ -23,6 +23,7 @@ from sqlmodel import SQLModel, select
 from lindung_contracts import Event, ProgramPublished, cloudevent_headers, topics
 from lindung_runtime import Service
 from lindung_runtime.outbox import OutboxMessage
+from tests.sources import trusted_source
 
 E = TypeVar("E", bound=Event)
 
@@ -78,9 +79,10 @@ class DeadLetters:
 
 
 async def publish(br: KafkaBroker, event: Event, ce_id: str | None = None) -> str:
-    """Publish `event` on its topic, keyed and with CloudEvents headers; returns its ce_id (a new
-    one unless `ce_id` is given, as for a redelivery)."""
-    headers = cloudevent_headers(event.ce_type(), "/test", event_id=ce_id)
+    """Publish `event` on its topic, keyed and with CloudEvents headers (from a source the
+    topic's consumers trust); returns its ce_id (a new one unless `ce_id` is given, as for a
+    redelivery)."""
+    headers = cloudevent_headers(event.ce_type(), trusted_source(event.TOPIC), event_id=ce_id)
     key = event.key()
     await br.publish(
         event.model_dump_json().encode(),
@@ -102,7 +104,7 @@ async def deliver_batch(service: Service, events: Sequence[Event]) -> None:
         await build_message(
             e.model_dump_json().encode(),
             topic=topic,
-            headers=cloudevent_headers(e.ce_type(), "/test"),
+            headers=cloudevent_headers(e.ce_type(), trusted_source(topic)),
             serializer=None,
         )
         for e in events

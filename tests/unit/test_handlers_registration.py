@@ -3,6 +3,7 @@ middleware: inbox, transactional outbox and dead letters, against a SQLite file.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ import pytest
 from faststream.kafka import TestKafkaBroker
 
 from lindung_contracts import (
+    ProgramPublished,
     RegistrationRejected,
     RegistrationRequested,
     WorkerRegistered,
@@ -22,13 +24,17 @@ from lindung_contracts import (
 from lindung_registration.app import create_service
 from lindung_registration.db import RejectedRequest, TimelineEntry, Worker, WorkerStatus
 from lindung_registration.domain import worker_id_for
+from lindung_registration.handlers import on_program_published
 from lindung_registration.settings import RegistrationSettings
 from lindung_runtime import FixedClock, Service
 from lindung_runtime.outbox import InboxMessage
 from tests.unit.handler_kit import (
     PROGRAM,
+    QUICK_GIVE_UP,
     DeadLetters,
     deliver_batch,
+    emitted,
+    founding_program,
     outbox,
     publish,
     rows,
@@ -62,10 +68,19 @@ def publisher(service: Service, topic: str) -> Any:
     return next(p for p in service.broker.publishers if p.topic == topic)
 
 
+async def know_program(service: Service, program: ProgramPublished | None = None) -> None:
+    """The programme published, as registration records it from `program.published`."""
+    async with service.unit_of_work() as uow:
+        await on_program_published(program or founding_program(), uow)
+        await uow.commit()
+
+
 @pytest.fixture
 async def service(data_dir: Path) -> AsyncIterator[Service]:
+    """Registration, with the founding case's programme already published."""
     settings = RegistrationSettings(LINDUNG_DATA_DIR=str(data_dir))
     async with with_tables(create_service(settings, clock=FixedClock(NOW))) as svc:
+        await know_program(svc)
         yield svc
 
 
@@ -157,6 +172,7 @@ async def test_same_worker_twice_in_one_batch_is_registered_once(service: Servic
 
 
 async def test_same_nik_in_another_programme_is_another_worker(service: Service) -> None:
+    await know_program(service, founding_program(program_id="sbd-desa-2026"))
     async with TestKafkaBroker(service.broker) as br:
         await publish(br, request())
         await publish(br, request(program_id="sbd-desa-2026"))
@@ -280,3 +296,45 @@ async def test_bad_input_is_dead_lettered_with_its_error_code(
     assert [b for b, _ in dlq.records] == [body]
     assert await outbox(service) == []
     assert await rows(service, Worker) == []
+
+
+async def test_a_request_for_a_programme_never_published_is_rejected_once_the_wait_runs_out(
+    data_dir: Path,
+) -> None:
+    settings = RegistrationSettings(LINDUNG_DATA_DIR=str(data_dir), **QUICK_GIVE_UP)
+    async with with_tables(create_service(settings, clock=FixedClock(NOW))) as service:
+        await know_program(service)
+        dlq = DeadLetters(service, topics.REGISTRATION_REQUESTED)
+        async with TestKafkaBroker(service.broker) as br:
+            await publish(br, request(program_id="sbd-typo-2025q4", gender="X"))
+            await publish(br, request())
+
+        [rejected] = await emitted(service, RegistrationRejected)
+        assert rejected.program_id == "sbd-typo-2025q4"
+        assert [(e.field, e.code) for e in rejected.errors] == [
+            ("program_id", "program_unknown"),
+            ("gender", "gender_invalid"),
+        ]
+        assert "Program tidak dikenal" in rejected.errors[0].message
+        assert len(await emitted(service, WorkerRegistered)) == 1
+        assert [r.program_id for r in await rows(service, Worker)] == [PROGRAM]
+        assert dlq.records == []  # answered, not dead-lettered
+
+
+async def test_a_request_arriving_just_before_its_programme_waits_for_it(data_dir: Path) -> None:
+    """Published at the same moment, the two topics race: the request waits, then registers."""
+    settings = RegistrationSettings(
+        LINDUNG_DATA_DIR=str(data_dir), consumer_retry_base_seconds=0.01
+    )
+    other = founding_program(program_id="sbd-desa-2026")
+    async with with_tables(create_service(settings, clock=FixedClock(NOW))) as service:
+        async with TestKafkaBroker(service.broker) as br:
+            waiting = asyncio.create_task(publish(br, request(program_id=other.program_id)))
+            await asyncio.sleep(0.05)  # the request is being retried meanwhile
+            assert not waiting.done()
+            await publish(br, other)
+            await waiting
+
+        [registered] = await emitted(service, WorkerRegistered)
+        assert registered.program_id == other.program_id
+        assert await emitted(service, RegistrationRejected) == []

@@ -10,7 +10,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import (
@@ -21,7 +21,6 @@ from fastapi import (
     Query,
     Request,
     Security,
-    UploadFile,
 )
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -36,6 +35,7 @@ from lindung_contracts import FieldError, RegistrationRequested
 from lindung_registration.auth import ApiKey, KeyStore
 from lindung_registration.db import (
     ImportJob,
+    KnownProgram,
     PaymentRecord,
     RejectedRequest,
     TimelineEntry,
@@ -52,7 +52,9 @@ from lindung_registration.spreadsheet import (
     rejected_csv_line,
     template_csv,
 )
+from lindung_registration.uploads import UploadError, file_part
 from lindung_runtime import Service
+from lindung_runtime.limits import BodySizeLimit, too_large_message
 from lindung_runtime.logging import get_logger
 from lindung_runtime.privacy import mask_nik
 
@@ -64,6 +66,26 @@ ProgramId = Annotated[
 ]
 Text = Annotated[str, Field(max_length=1000)]
 IMPORT_ID = re.compile(r"[0-9a-f]{32}")
+IMPORT_PATH = r"/programs/[^/]+/imports"
+UPLOAD_FRAMING_BYTES = 64 * 1024
+UPLOAD_BODY: dict[str, Any] = {  # documented by hand: the route reads its body itself
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "The spreadsheet (CSV or XLSX), at most IMPORT_MAX_BYTES",
+                    }
+                },
+            }
+        }
+    },
+}
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -117,6 +139,14 @@ class RegistrationAnswer(BaseModel):
 class ErrorAnswer(BaseModel):
     detail: str
     errors: list[FieldError] = Field(default_factory=list)
+
+
+class ProgramOut(BaseModel):
+    program_id: str
+    name: str
+    sponsor: str
+    coverage_start: date
+    coverage_end: date
 
 
 class ImportAccepted(BaseModel):
@@ -208,6 +238,7 @@ class ProgramSummary(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorAnswer, "description": "The body cannot be parsed (not JSON/multipart)"},
+    413: {"model": ErrorAnswer, "description": "The body is larger than API_MAX_BODY_BYTES"},
     401: {"model": ErrorAnswer, "description": "No API key, or an unknown one"},
     403: {"model": ErrorAnswer, "description": "The key's role does not allow this"},
     422: {"model": ErrorAnswer, "description": "Per-field errors (Bahasa Indonesia / English)"},
@@ -228,6 +259,13 @@ def install_api(service: Service, keys: KeyStore, importer: Importer) -> None:
     app.state.api_keys = keys
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(_router(service, importer))
+    settings = importer.settings
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.api_max_body_bytes,
+        # An upload is its file plus the multipart framing around it.
+        per_path=[(IMPORT_PATH, settings.import_max_bytes + UPLOAD_FRAMING_BYTES)],
+    )
 
 
 async def _validation_error(_: Request, error: Exception) -> JSONResponse:
@@ -274,7 +312,10 @@ def _router(service: Service, importer: Importer) -> APIRouter:
         response_model=RegistrationAnswer,
         tags=["registration"],
         summary="Register one worker",
-        responses={200: {"model": RegistrationAnswer, "description": "Already registered"}},
+        responses={
+            200: {"model": RegistrationAnswer, "description": "Already registered"},
+            404: {"model": ErrorAnswer, "description": "No such programme published"},
+        },
     )
     async def register_worker(program_id: ProgramId, worker: WorkerIn, key: Caller) -> JSONResponse:
         """201 with the new worker id; 200 with the existing one when the NIK is already
@@ -285,6 +326,7 @@ def _router(service: Service, importer: Importer) -> APIRouter:
                 "Kunci API desa hanya untuk warga desanya / A village key registers only its "
                 "own village's workers",
             )
+        await _require_program(service, program_id)
         request = RegistrationRequested(program_id=program_id, **worker.model_dump())
         outcome = await _register_one(service, request)
         if outcome.status == "rejected":
@@ -306,33 +348,36 @@ def _router(service: Service, importer: Importer) -> APIRouter:
         tags=["imports"],
         summary="Import a CSV or XLSX spreadsheet of workers",
         responses={
+            404: {"model": ErrorAnswer, "description": "No such programme published"},
             413: {"model": ErrorAnswer, "description": "File larger than IMPORT_MAX_BYTES"},
             415: {"model": ErrorAnswer, "description": "Neither CSV nor XLSX"},
         },
+        openapi_extra={"requestBody": UPLOAD_BODY},
     )
-    async def start_import(program_id: ProgramId, file: UploadFile, key: Caller) -> ImportAccepted:
+    async def start_import(program_id: ProgramId, request: Request, key: Caller) -> ImportAccepted:
         """Accepted at once and registered in the background: follow `progress_url`. Columns
         as in `GET /imports/template.csv` (Indonesian or English headers)."""
-        file_format = format_of(file.filename or "", file.content_type)
-        if file_format not in FORMATS:
-            raise HTTPException(
-                415, "Berkas harus CSV atau XLSX / The file must be CSV or XLSX (by its name)"
-            )
-
-        async def chunks() -> AsyncIterator[bytes]:
-            while chunk := await file.read(1024 * 1024):
-                yield chunk
-
+        await _require_program(service, program_id)  # before reading a file meant for nothing
+        # The body is read here, after `key` was checked (a body parameter would be read first).
         try:
+            upload = await file_part(request.stream(), request.headers.get("content-type"), "file")
+            file_format = format_of(upload.filename, upload.content_type)
+            if file_format not in FORMATS:
+                raise HTTPException(
+                    415, "Berkas harus CSV atau XLSX / The file must be CSV or XLSX (by its name)"
+                )
             job = await importer.accept(
-                chunks(),
+                upload.chunks,
                 program_id=program_id,
-                filename=file.filename or f"upload.{file_format}",
+                filename=upload.filename or f"upload.{file_format}",
                 file_format=file_format,
                 key=key,
             )
+        except UploadError as error:
+            raise HTTPException(error.status, error.reason) from None
         except UploadTooLarge:
-            raise HTTPException(413, "Berkas terlalu besar / The file is too large") from None
+            limit = importer.settings.import_max_bytes
+            raise HTTPException(413, too_large_message(limit)) from None
         return ImportAccepted(
             import_id=job.import_id,
             status=job.status,
@@ -449,6 +494,22 @@ def _router(service: Service, importer: Importer) -> APIRouter:
         return await _timeline(service, normal, key)
 
     @router.get(
+        "/programs/{program_id}",
+        response_model=ProgramOut,
+        tags=["programmes"],
+        summary="A published programme, as registration knows it",
+        responses={404: {"model": ErrorAnswer, "description": "No such programme published"}},
+    )
+    async def program(program_id: ProgramId, key: Caller) -> ProgramOut:
+        """Registration learns programmes from `program.published`: a client that publishes one
+        and uploads at once asks here first, instead of racing the event."""
+        async with service.database.read_session() as session:
+            known = await session.get(KnownProgram, program_id)
+        if known is None:
+            raise _unknown_program()
+        return ProgramOut.model_validate(known, from_attributes=True)
+
+    @router.get(
         "/programs/{program_id}/summary",
         response_model=ProgramSummary,
         tags=["programmes"],
@@ -459,6 +520,22 @@ def _router(service: Service, importer: Importer) -> APIRouter:
         return await _summary(service, program_id, key)
 
     return router
+
+
+async def _require_program(service: Service, program_id: str) -> None:
+    """404 for a programme never published: the caller has the id wrong, or is too early."""
+    async with service.database.read_session() as session:
+        known = await session.get(KnownProgram, program_id)
+    if known is None:
+        raise _unknown_program()
+
+
+def _unknown_program() -> HTTPException:
+    return HTTPException(
+        404,
+        "Program tidak dikenal: belum diterbitkan atau salah tulis / "
+        "Unknown programme: not published (yet), or misspelt",
+    )
 
 
 async def _register_one(service: Service, request: RegistrationRequested) -> Outcome:
@@ -512,10 +589,10 @@ async def _timeline(service: Service, nik: str, key: ApiKey) -> Timeline:
             if invoices
             else []
         )
-    if not workers and not entries:
+    # A NIK outside the caller's desa gets the very answer of one never registered: a village key
+    # must not learn that a NIK exists elsewhere.
+    if (not workers and not entries) or (not visible and key.role != "operator"):
         raise HTTPException(404, "NIK tidak ditemukan / No worker with this NIK")
-    if not visible and key.role != "operator":
-        raise HTTPException(403, "Peserta bukan warga desa ini / Not a worker of this village")
     items = [
         TimelineItem(
             kind=e.kind,

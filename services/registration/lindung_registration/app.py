@@ -32,6 +32,7 @@ def create_service(
 ) -> Service:
     settings = settings or RegistrationSettings()
     service = Service(NAME, settings, TABLES, clock=clock)
+    service.consumer(topics.PROGRAM_PUBLISHED)(handlers.on_program_published)
     service.consumer(topics.REGISTRATION_REQUESTED, preload=handlers.preload_workers)(
         handlers.on_registration_requested
     )

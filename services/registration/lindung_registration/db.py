@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -58,7 +58,7 @@ class PaymentRecord(Table, table=True):
 
     event_id: str = Field(primary_key=True, max_length=200)
     invoice_id: str = Field(max_length=100, index=True)
-    amount_idr: int
+    amount_idr: int = Field(sa_type=BigInteger)  # Rupiah: a payment may pass 2**31
     paid_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     announced_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     reference: str = Field(max_length=200)
@@ -81,7 +81,7 @@ class WorkerStatus(Table, table=True):
     eligibility: str = Field(default="", max_length=12)  # "", "confirmed", "rejected"
     ineligible_reasons: str = ""  # comma-separated codes
     invoice_id: str | None = Field(default=None, max_length=100)
-    invoiced_idr: int = 0
+    invoiced_idr: int = Field(default=0, sa_type=BigInteger)  # Rupiah, BIGINT like every amount
     activated: bool = False
     expiry_alerts: int = 0
 
@@ -115,6 +115,7 @@ class ImportJob(Table, table=True):
     lease_until: datetime | None = Field(  # the instance processing it, until then
         default=None, sa_column=Column(DateTime(timezone=True))
     )
+    attempts: int = 0  # times claimed: an import that keeps killing its process is given up
     rows_done: int = 0
     registered: int = 0
     repeated: int = 0
@@ -137,6 +138,19 @@ class ImportRow(Table, table=True):
     values: str | None = Field(default=None, sa_column=Column(Text))  # JSON, rejected rows only
 
 
+class KnownProgram(Table, table=True):
+    """A programme the operator has published: registration accepts workers only for these."""
+
+    __tablename__ = "known_program"
+
+    program_id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    sponsor: str = Field(max_length=200)
+    coverage_start: date
+    coverage_end: date
+    published_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 TABLES: list[type[SQLModel]] = [
     Worker,
     TimelineEntry,
@@ -145,4 +159,5 @@ TABLES: list[type[SQLModel]] = [
     RejectedRequest,
     ImportJob,
     ImportRow,
+    KnownProgram,
 ]

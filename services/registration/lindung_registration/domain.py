@@ -52,6 +52,10 @@ _MESSAGES: dict[str, str] = {
     "phone_invalid": "Nomor HP tidak valid / Phone number is not valid",
     "occupation_too_long": "Pekerjaan maksimal 100 karakter / Occupation is at most 100 characters",
     "program_id_required": "Program wajib diisi / Programme is required",
+    "program_unknown": (
+        "Program tidak dikenal: belum diterbitkan atau salah tulis / "
+        "Unknown programme: not published (yet), or misspelt"
+    ),
     "text_invalid_characters": (
         "Isian mengandung karakter yang tidak sah / The value contains characters that are "
         "not allowed"
