@@ -3,7 +3,7 @@
 - `contracts/schemas/<Event>.json`: JSON Schema of every event body;
 - `contracts/asyncapi/<service>.yaml`: AsyncAPI 3 of each service, from its FastStream app;
 - `contracts/openapi/registration.json`: OpenAPI of the registration HTTP API (also served at
-  `/openapi.json`).
+  `/openapi.json` on the admin port).
 A unit test regenerates them and fails when the checked-in copies are stale.
 """
 
@@ -20,7 +20,7 @@ from lindung_contracts import ALL_EVENTS
 from lindung_runtime.settings import LindungSettings
 
 SERVICES = ("registration", "eligibility", "billing", "notification")
-HTTP_APIS = ("registration",)  # the others serve only /healthz and /readyz
+HTTP_APIS = ("registration",)  # the others serve only /healthz (/readyz: admin port)
 
 
 def render_contract_docs() -> dict[str, str]:

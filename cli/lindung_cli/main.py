@@ -102,6 +102,11 @@ def up() -> None:
             console.print(
                 f"Logs: {stack.logs}" + (f"   Mail: {stack.maildir}" if stack.maildir else "")
             )
+            console.print(f"API: {stack.registration_url}")
+            console.print(
+                "Admin (/readyz, /metrics, /docs): "
+                + ", ".join(f"{c.name} {stack.admin_url(c.name)}" for c in stack.children)
+            )
             console.print(
                 "Services: " + ", ".join(stack.alive()) + " — Ctrl-C stops them gracefully."
             )
@@ -280,7 +285,9 @@ def apikey_create(
     name: str,
     role: Annotated[str, typer.Option(help="operator or village")] = "operator",
     village: Annotated[str | None, typer.Option(help="The desa a village key serves")] = None,
-    district: Annotated[str | None, typer.Option(help="Its kecamatan (optional)")] = None,
+    district: Annotated[
+        str | None, typer.Option(help="Its kecamatan (required for a village key)")
+    ] = None,
     file: KeysFile = None,
 ) -> None:
     """Create (or rotate) a key and print it once: only its SHA-256 hash is stored."""

@@ -1,8 +1,9 @@
 """`lindung up`: the whole system on one machine, supervised.
 
-Starts the embedded broker when `KAFKA_BOOTSTRAP_SERVERS` is unset and an SMTP sink when
-`SMTP_HOST` is unset, then runs each service as its own process (as in production, where each is
-`lindung service NAME`), restarting one that dies, and stops them gracefully (SIGTERM) on exit.
+Starts the embedded broker when `KAFKA_BOOTSTRAP_SERVERS` is unset and an SMTP sink (local, plain
+SMTP: `SMTP_SECURITY=none`) when `SMTP_HOST` is unset, then runs each service as its own process
+(as in production, where each is `lindung service NAME`), restarting one that dies, and stops them
+gracefully (SIGTERM) on exit. Each serves /readyz and /metrics on its own admin port.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import httpx
 from pydantic import Field
@@ -36,6 +37,9 @@ STACK_FILE = "stack.json"
 class StackSettings(LindungSettings):
     smtp_host: str | None = None
     smtp_port: int | None = None
+    smtp_security: Literal["starttls", "tls", "none"] | None = Field(
+        default=None, description="Passed on to notification; `none` for the stack's own sink"
+    )
     registration_http_port: int = Field(
         default=8080, ge=0, le=65535, description="The registration API; 0 picks a free port"
     )
@@ -46,6 +50,7 @@ class Child:
     name: str
     log_path: Path
     http_port: int = 0
+    admin_port: int = 0
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     log_handle: IO[bytes] | None = field(default=None, repr=False)
@@ -61,8 +66,10 @@ class Stack:
         self.bootstrap_servers = settings.kafka_bootstrap_servers or ""
         self.smtp_host = settings.smtp_host or ""
         self.smtp_port = settings.smtp_port or 25
+        self.smtp_security = settings.smtp_security
         self.children = [
-            Child(name, self.logs / f"{name}.log", self._http_port_for(name)) for name in services
+            Child(name, self.logs / f"{name}.log", self._http_port_for(name), free_port())
+            for name in services
         ]
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
@@ -107,6 +114,7 @@ class Stack:
             self.smtp = SmtpSink(self.data_dir / "mail")
             self.smtp.start()
             self.smtp_host, self.smtp_port = "127.0.0.1", self.smtp.port
+            self.smtp_security = "none"  # the sink speaks plain SMTP on 127.0.0.1
         for child in self.children:
             self._spawn(child)
         (self.data_dir / STACK_FILE).write_text(
@@ -114,6 +122,9 @@ class Stack:
                 {
                     "kafka_bootstrap_servers": self.bootstrap_servers,
                     "registration_url": self.registration_url,
+                    "admin_urls": {
+                        c.name: f"http://127.0.0.1:{c.admin_port}" for c in self.children
+                    },
                     "pid": os.getpid(),
                 }
             )
@@ -123,6 +134,9 @@ class Stack:
     def _child_env(self, child: Child) -> dict[str, str]:
         env = dict(os.environ)
         env["HTTP_PORT"] = str(child.http_port)
+        env["ADMIN_PORT"] = str(child.admin_port)
+        if self.smtp_security:
+            env["SMTP_SECURITY"] = self.smtp_security
         env.update(
             {
                 "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
@@ -170,9 +184,13 @@ class Stack:
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
 
+    def admin_url(self, name: str) -> str:
+        """Where the service serves /readyz, /metrics and the API docs."""
+        return f"http://127.0.0.1:{self.child(name).admin_port}"
+
     async def readyz(self, name: str) -> int | None:
         """The HTTP status of the service's /readyz, or None while nothing answers."""
-        url = f"http://127.0.0.1:{self.child(name).http_port}/readyz"
+        url = f"{self.admin_url(name)}/readyz"
         try:
             async with httpx.AsyncClient(timeout=5.0) as http:
                 return (await http.get(url)).status_code

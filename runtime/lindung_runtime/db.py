@@ -31,7 +31,9 @@ class Database:
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs["pool_pre_ping"] = True
-        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        # A failed statement's error would otherwise quote its parameters (NIK, name, birth date,
+        # phone) into logs, spans and dead letters.
+        self.engine: AsyncEngine = create_async_engine(self.url, hide_parameters=True, **kwargs)
         if self.is_sqlite:
             _tune_sqlite(self.engine)
         # No autoflush: a batch's inserts go out together at commit (one executemany per table)

@@ -1,6 +1,11 @@
-"""The HTTP side of a service: health and readiness for every service, and the routes a service
-adds (registration's API). Served by uvicorn inside the service's own process and event loop,
-next to its Kafka subscribers, so a probe sees the very process it is asking about.
+"""The HTTP side of a service, on two ports: the public one (`HTTP_PORT`: `/healthz` and the
+routes a service adds, registration's API) and the admin one (`ADMIN_PORT`: `/readyz`,
+`/metrics`, and the API's `/docs`, `/redoc` and `/openapi.json`). Metrics and readiness name the
+system's insides and the docs map its surface: they are for operators and probes, not for the
+callers of the API, so they are not served where the API is exposed.
+
+Both are served by uvicorn inside the service's own process and event loop, next to its Kafka
+subscribers, so a probe sees the very process it is asking about.
 """
 
 from __future__ import annotations
@@ -29,39 +34,23 @@ READY_TIMEOUT_SECONDS = 2.0
 
 
 def create_http_app(service: Service, **fastapi_options: Any) -> FastAPI:
-    """A FastAPI app with `/healthz` and `/readyz`; the service may include more routers."""
-    app = FastAPI(**fastapi_options)
+    """The public app: `/healthz`; the service may include more routers. Its OpenAPI document
+    (`app.openapi()`) is served by the admin app, not here."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **fastapi_options)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process is serving")
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": service.name}
 
-    @app.get(
-        "/readyz",
-        tags=["health"],
-        summary="Readiness: the broker and the database both answer",
-        responses={503: {"description": "The broker or the database does not answer"}},
-    )
-    async def readyz() -> JSONResponse:
-        checks = await readiness(service)
-        ready = all(checks.values())
-        return JSONResponse(
-            {"status": "ready" if ready else "not_ready", "checks": checks},
-            status_code=200 if ready else 503,
-        )
-
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
     @app.middleware("http")
     async def access_log(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        """uvicorn's access log is off: paths carry NIKs (`/workers/{nik}`), so log them masked."""
+        """uvicorn's access log is off: paths carry NIKs (`/workers/{nik}`, written with any
+        separators), so log them masked."""
         started = time.perf_counter()
         response = await call_next(request)
-        if request.url.path not in ("/healthz", "/readyz", "/metrics"):
+        if request.url.path != "/healthz":
             log.info(
                 "http_request",
                 method=request.method,
@@ -70,6 +59,39 @@ def create_http_app(service: Service, **fastapi_options: Any) -> FastAPI:
                 ms=round((time.perf_counter() - started) * 1000, 1),
             )
         return response
+
+    return app
+
+
+def create_admin_app(service: Service) -> FastAPI:
+    """The admin app: `/healthz`, `/readyz`, `/metrics`, and the public app's API docs."""
+    app = FastAPI(
+        title=f"Lindung {service.name} (admin)",
+        docs_url="/docs",
+        redoc_url="/redoc",
+        openapi_url="/openapi.json",
+    )
+    # The document served (and shown by /docs) is the public API's, read when asked: the
+    # service adds its routes to the public app after this app is made.
+    app.openapi = lambda: service.http.openapi()  # type: ignore[method-assign]
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service.name}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Readiness: the broker and the database both answer (503 otherwise, with which)."""
+        checks = await readiness(service)
+        ready = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
@@ -103,7 +125,7 @@ class _Server(uvicorn.Server):
 
 
 class HttpServer:
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, host: str, port: int, name: str = "http") -> None:
         self.server = _Server(
             uvicorn.Config(
                 app,
@@ -115,17 +137,17 @@ class HttpServer:
                 timeout_graceful_shutdown=5,
             )
         )
-        self.host, self.port = host, port
+        self.host, self.port, self.name = host, port, name
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self.server.serve(), name="http-server")
+        self._task = asyncio.create_task(self.server.serve(), name=f"{self.name}-server")
         while not self.server.started:
             if self._task.done():
                 self._task.result()  # e.g. the port is taken: fail the start-up loudly
                 raise RuntimeError("HTTP server stopped before it started")
             await asyncio.sleep(0.05)
-        log.info("http_serving", host=self.host, port=self.port)
+        log.info(f"{self.name}_serving", host=self.host, port=self.port)
 
     async def stop(self) -> None:
         if self._task is None:

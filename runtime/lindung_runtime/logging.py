@@ -14,7 +14,11 @@ from typing import Any, TextIO
 import structlog
 from opentelemetry import trace
 
-from lindung_runtime.privacy import mask_values
+from lindung_runtime.privacy import mask_values, scrub_text
+
+#: Keys whose text is an error's: a traceback or a repr may quote a record (its name, its birth
+#: date) as pydantic and SQLAlchemy do, which `scrub_text` hides as well.
+_ERROR_KEYS = ("exception", "error", "stack_info")
 
 
 def add_trace_context(
@@ -31,8 +35,14 @@ def add_trace_context(
 def mask_personal_numbers(
     _: Any, __: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """Last line of defence: whatever a caller logged, no full NIK or phone number leaves."""
-    return mask_values(dict(event_dict))  # type: ignore[no-any-return]
+    """Last line of defence: whatever a caller logged, no full NIK or phone number leaves, nor
+    what an exception's text quotes. Runs after `format_exc_info`, so on the rendered
+    traceback, for structlog's and the standard library's loggers alike."""
+    masked: MutableMapping[str, Any] = mask_values(dict(event_dict))
+    for key in _ERROR_KEYS:
+        if isinstance(masked.get(key), str):
+            masked[key] = scrub_text(masked[key])
+    return masked
 
 
 class LevelFirstBoundLogger(structlog.stdlib.BoundLogger):

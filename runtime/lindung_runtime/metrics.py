@@ -1,4 +1,4 @@
-"""Prometheus metrics of a service, served at `/metrics` on its HTTP port.
+"""Prometheus metrics of a service, served at `/metrics` on its admin port (`ADMIN_PORT`).
 
 One registry per service object (tests run several services in one process). Names are the
 contract of the Grafana dashboard (deploy/grafana/) and the alerts built on it.
@@ -72,6 +72,15 @@ class ServiceMetrics:
             ["service", "topic"],
             registry=self.registry,
         )
+
+        self._own: dict[str, Counter] = {}
+
+    def counter(self, name: str, documentation: str, labels: list[str]) -> Counter:
+        """A counter of the service's own (e.g. notification's failed digests), made once: the
+        registry refuses a second metric of the same name."""
+        if name not in self._own:
+            self._own[name] = Counter(name, documentation, labels, registry=self.registry)
+        return self._own[name]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -30,7 +30,7 @@ from lindung_contracts import Event
 from lindung_runtime.clock import Clock, SystemClock
 from lindung_runtime.consumer import Handler, Preload, ReliableConsumer, Route
 from lindung_runtime.db import Database
-from lindung_runtime.http import HttpServer, create_http_app
+from lindung_runtime.http import HttpServer, create_admin_app, create_http_app
 from lindung_runtime.kafka import all_topics, broker_security, ensure_topics
 from lindung_runtime.logging import get_logger
 from lindung_runtime.metrics import ServiceMetrics, refresh_gauges
@@ -110,6 +110,8 @@ class Service:
         )
         self.http = create_http_app(self, title=f"Lindung {name}", version="1.0.0")
         self.http_server: HttpServer | None = None
+        self.admin_http = create_admin_app(self)
+        self.admin_server: HttpServer | None = None
         self.routes: dict[str, Route] = {}
         self.tracer = self.tracer_provider.get_tracer("lindung")
         self.dead_lettered = 0
@@ -214,6 +216,11 @@ class Service:
                 self.http, self.settings.http_host, self.settings.http_port
             )
             await self.http_server.start()
+        if self.settings.admin_port is not None:
+            self.admin_server = HttpServer(
+                self.admin_http, self.settings.http_host, self.settings.admin_port, name="admin"
+            )
+            await self.admin_server.start()
         self.outbox.start()
         for task in self._background:
             self._tasks.append(asyncio.create_task(_forever(task), name=task.__name__))
@@ -222,6 +229,8 @@ class Service:
     async def _stop_background(self) -> None:
         if self.http_server is not None:
             await self.http_server.stop()
+        if self.admin_server is not None:
+            await self.admin_server.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -14,14 +14,24 @@ logs and the timeline keep their trace ids), at a third of the cost per record (
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping, Sequence
 from types import TracebackType
+from typing import Any
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, TraceFlags
+
+from lindung_runtime.privacy import mask_text, scrub_text
 
 #: Records a span only when its upstream trace is sampled (the default with no exporter).
 UPSTREAM_SAMPLED_ONLY = ParentBased(root=ALWAYS_OFF)
@@ -45,7 +55,7 @@ def build_tracer_provider(
         )
     processors = list(extra_processors or [])
     if span_exporter is not None:
-        processors.insert(0, BatchSpanProcessor(span_exporter))
+        processors.insert(0, BatchSpanProcessor(ScrubbingSpanExporter(span_exporter)))
     sampler: Sampler | None = None  # the SDK's default, or OTEL_TRACES_SAMPLER
     if not processors and not os.environ.get("OTEL_TRACES_SAMPLER"):
         sampler = UPSTREAM_SAMPLED_ONLY
@@ -55,6 +65,90 @@ def build_tracer_provider(
     for processor in processors:
         provider.add_span_processor(processor)
     return provider
+
+
+#: Attribute keys that name personal data: dropped from spans and their events whatever the value.
+_PERSONAL_KEY = re.compile(
+    r"(?:^|[._])(?:nik|full_?name|name_?lengkap|nama|phone|no_?hp|telepon|birth(?:_?date)?|"
+    r"tanggal_?lahir|address|alamat|email|(?:worker|person|peserta)[._]?name)(?:$|[._])",
+    re.IGNORECASE,
+)
+#: Attributes of the SDK's exception events whose text may quote a worker's record.
+_EXCEPTION_TEXT = ("exception.message", "exception.stacktrace")
+
+
+class ScrubbingSpanExporter(SpanExporter):
+    """Hands the exporter copies of the spans without personal data: span attributes are exported
+    unmasked otherwise, and an exception event carries the error's message and traceback, which
+    may quote a record (a pydantic error's input, a SQL statement's parameters).
+
+    Names and birth dates have no recognisable shape, so: attributes under a personal key
+    (`*.nik`, `*.full_name`, `*.phone`, `*.birth_date`, ...) are dropped; every other text is
+    masked (NIKs, phone numbers); exception texts and the status description also lose quoted
+    inputs, SQL parameters and dates (`privacy.scrub_text`). A `ReadableSpan` is immutable, hence
+    the copies.
+    """
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self.exporter = exporter
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.exporter.export([scrub_span(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.exporter.force_flush(timeout_millis)
+
+
+def scrub_span(span: ReadableSpan) -> ReadableSpan:
+    """A copy of `span` without personal data (see ScrubbingSpanExporter)."""
+    status = span.status
+    if status.description:
+        status = Status(status.status_code, scrub_text(status.description))
+    return ReadableSpan(
+        name=mask_text(span.name),
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=_scrub_attributes(span.attributes),
+        events=[
+            Event(
+                event.name,
+                _scrub_attributes(event.attributes, thorough=event.name == "exception"),
+                timestamp=event.timestamp,
+            )
+            for event in span.events
+        ],
+        links=span.links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def _scrub_attributes(
+    attributes: Mapping[str, Any] | None, thorough: bool = False
+) -> dict[str, Any]:
+    scrubbed: dict[str, Any] = {}
+    for key, value in (attributes or {}).items():
+        if _PERSONAL_KEY.search(key):
+            continue
+        clean = scrub_text if thorough or key in _EXCEPTION_TEXT else mask_text
+        if isinstance(value, str):
+            scrubbed[key] = clean(value)
+        elif isinstance(value, bytes):
+            continue  # opaque: could hold anything
+        elif isinstance(value, Mapping):
+            scrubbed[key] = _scrub_attributes(value, thorough)
+        elif isinstance(value, Sequence):
+            scrubbed[key] = tuple(clean(v) if isinstance(v, str) else v for v in value)
+        else:
+            scrubbed[key] = value
+    return scrubbed
 
 
 def current_trace_headers() -> dict[str, str]:

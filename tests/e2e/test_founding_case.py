@@ -66,6 +66,7 @@ def lindung_up(
             "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(smtp_server[0]),
+            "SMTP_SECURITY": "none",  # the local test server speaks plain SMTP
             "LINDUNG_DATA_DIR": str(data_dir),
             "DIGEST_QUIET_SECONDS": "30",
             "REGISTRATION_HTTP_PORT": str(free_port()),

@@ -13,9 +13,9 @@ from lindung_contracts import CoverageExpiring, DigestSent, topics
 from lindung_notification.app import create_service
 from lindung_notification.db import Digest, Program
 from lindung_notification.settings import NotificationSettings
-from lindung_runtime.kafka import EventClient
 from tests.integration.conftest import eventually, on_broker, running, wait_for_rows, wire
 from tests.smtp_kit import SmtpServer, attachment_rows
+from tests.sources import TrustedClient
 from tests.unit.handler_kit import PROGRAM, founding_program
 
 pytestmark = pytest.mark.integration
@@ -49,11 +49,12 @@ async def test_complete_window_is_mailed_once_and_announced_on_the_wire(
             kafka_bootstrap,
             SMTP_HOST="127.0.0.1",
             SMTP_PORT=smtp.port,
+            SMTP_SECURITY="none",  # the local test server speaks plain SMTP
             smtp_timeout_seconds=5,
             digest_poll_seconds=0.1,
         )
         service = create_service(NotificationSettings(**settings))
-        async with running(service), EventClient(kafka_bootstrap) as client:
+        async with running(service), TrustedClient(kafka_bootstrap) as client:
             async with wire(kafka_bootstrap, [topics.DIGEST_SENT]) as out:
                 await client.publish(founding_program(staff_emails=STAFF))
                 await wait_for_rows(service, Program, 1, what="the programme to reach notification")

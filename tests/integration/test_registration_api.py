@@ -51,6 +51,7 @@ from tests.integration.conftest import (
     running,
     wire,
 )
+from tests.programmes import publish_known
 from tests.unit.handler_kit import PROGRAM, founding_program
 
 pytestmark = pytest.mark.integration
@@ -89,8 +90,11 @@ def registration(data_dir: Path, bootstrap: str, **overrides: Any) -> Service:
 
 
 @asynccontextmanager
-async def http(service: Service) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=service.http)
+async def http(service: Service, admin: bool = False) -> AsyncIterator[httpx.AsyncClient]:
+    """The public app (the API), or the admin app (/readyz, /metrics, the docs)."""
+    if not admin:  # the API registers only for a published programme
+        await publish_known(service, PROGRAM)
+    transport = httpx.ASGITransport(app=service.admin_http if admin else service.http)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
 
@@ -518,7 +522,13 @@ async def test_summary_counts_the_funnel_per_desa_and_kecamatan(
     common = on_broker(data_dir, kafka_bootstrap)
     reg = registration(data_dir, kafka_bootstrap)
     headers = operator_key(data_dir)
-    village_key = create_key(data_dir / "api-keys.yaml", "desa", "village", village="Kalena Wanno")
+    village_key = create_key(
+        data_dir / "api-keys.yaml",
+        "desa",
+        "village",
+        village="Kalena Wanno",
+        district="Kota Tambolaka",
+    )
     summary_url = f"/programs/{PROGRAM}/summary"
 
     async with (
@@ -578,7 +588,7 @@ async def test_readyz_follows_the_broker(tmp_path: Path, data_dir: Path) -> None
     bootstrap = await broker.start()
     try:
         service = registration(data_dir, bootstrap)
-        async with running(service), http(service) as api:
+        async with running(service), http(service, admin=True) as api:
             ready = await api.get("/readyz")
             broker.stop()
             not_ready = await api.get("/readyz")

@@ -23,7 +23,7 @@ import yaml
 
 from lindung_contracts import WorkerRegistered, topics
 from lindung_registration.app import create_service
-from lindung_registration.auth import create_key, hash_key, revoke_key
+from lindung_registration.auth import ApiKey, create_key, hash_key, read_keys, revoke_key
 from lindung_registration.db import (
     ImportJob,
     PaymentRecord,
@@ -35,6 +35,7 @@ from lindung_registration.db import (
 from lindung_registration.domain import worker_id_for
 from lindung_registration.settings import RegistrationSettings
 from lindung_runtime import Service
+from tests.programmes import publish_known
 from tests.unit.handler_kit import PROGRAM, outbox, rows
 
 OTHER_PROGRAM = "sbd-pekerja-rentan-2026q1"
@@ -78,11 +79,13 @@ class Keys:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.operator = create_key(path, "ops", "operator")
-        # A desa key naming its kecamatan, and one naming only its desa.
+        # Two desa keys, each naming its desa and kecamatan.
         self.village = create_key(
             path, "desa-kalena-wanno", "village", village=HOME_VILLAGE, district=HOME_DISTRICT
         )
-        self.other_village = create_key(path, "desa-kalembu", "village", village=OTHER_VILLAGE)
+        self.other_village = create_key(
+            path, "desa-kalembu", "village", village=OTHER_VILLAGE, district=OTHER_DISTRICT
+        )
 
 
 @pytest.fixture
@@ -90,6 +93,7 @@ async def service(data_dir: Path) -> AsyncIterator[Service]:
     settings = RegistrationSettings(LINDUNG_DATA_DIR=str(data_dir), kafka_bootstrap_servers=None)
     service = create_service(settings)
     await service.database.create_tables(service.tables)
+    await publish_known(service, PROGRAM, OTHER_PROGRAM)
     try:
         yield service
     finally:
@@ -254,16 +258,69 @@ async def test_village_key_may_not_register_outside_its_desa_and_kecamatan(
     assert await outbox(service) == []
 
 
-async def test_village_key_without_a_kecamatan_accepts_any_kecamatan_of_its_desa(
+async def test_village_key_matches_its_desa_in_its_own_kecamatan_only(
     api: httpx.AsyncClient, keys: Keys
 ) -> None:
-    response = await api.post(
-        f"/programs/{PROGRAM}/workers",
+    """Desa names repeat across kecamatan: the same name elsewhere is another desa."""
+    url = f"/programs/{PROGRAM}/workers"
+    same_name_elsewhere = await api.post(
+        url,
         json=worker(1, village=OTHER_VILLAGE.upper(), district="Wewewa Timur"),
         headers=bearer(keys.other_village),
     )
+    own = await api.post(
+        url,
+        json=worker(2, village=OTHER_VILLAGE.upper(), district=f" {OTHER_DISTRICT.lower()} "),
+        headers=bearer(keys.other_village),
+    )
 
-    assert response.status_code == 201, response.text
+    assert same_name_elsewhere.status_code == 403, same_name_elsewhere.text
+    assert own.status_code == 201, own.text
+
+
+def test_a_village_key_needs_its_kecamatan(tmp_path: Path) -> None:
+    path = tmp_path / "api-keys.yaml"
+    with pytest.raises(ValueError, match="district"):
+        create_key(path, "desa", "village", village=HOME_VILLAGE)
+    with pytest.raises(ValueError, match="district"):
+        create_key(path, "desa", "village", village=HOME_VILLAGE, district="  ")
+    assert not path.exists()
+
+
+async def test_a_key_file_with_a_village_key_without_kecamatan_is_refused_at_load(
+    api: httpx.AsyncClient, service: Service, tmp_path: Path
+) -> None:
+    """Written by hand or by an older version: refused with a clear error, no key of it works
+    (the file must be fixed), and the broad key never matches a desa of its name."""
+    path = service.settings.api_keys_path  # type: ignore[attr-defined]
+    old_key = "lnd_" + "x" * 43
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "keys": [
+                    {
+                        "name": "desa-lama",
+                        "role": "village",
+                        "sha256": hash_key(old_key),
+                        "village": OTHER_VILLAGE,
+                    }
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(ValueError, match="kecamatan"):
+        read_keys(path)
+
+    response = await api.post(
+        f"/programs/{PROGRAM}/workers",
+        json=worker(1, village=OTHER_VILLAGE, district="Wewewa Timur"),
+        headers=bearer(old_key),
+    )
+    assert response.status_code == 401, response.text
+    assert not ApiKey("k", "village", "x", village=OTHER_VILLAGE).covers(
+        OTHER_VILLAGE, "Wewewa Timur"
+    )
 
 
 async def test_village_key_may_register_its_own_but_an_invalid_row_is_still_422(
@@ -298,10 +355,12 @@ async def test_village_key_reads_the_timeline_of_its_own_workers_only(
 
     assert own.status_code == 200, own.text
     assert [w["village"] for w in own.json()["workers"]] == [HOME_VILLAGE]
-    assert foreign.status_code == 403
+    # Out of the key's scope, the answer is the one for a NIK never registered: a village key
+    # does not learn that the NIK exists elsewhere.
+    assert (foreign.status_code, foreign.json()) == (unknown.status_code, unknown.json())
+    assert unknown.status_code == 404
     assert " / " in foreign.json()["detail"]
     assert theirs.status_code == 200
-    assert unknown.status_code == 404
 
 
 async def test_timeline_shows_a_village_key_only_its_own_desa_of_a_nik_in_two_programmes(
@@ -535,7 +594,9 @@ async def test_a_broken_key_file_keeps_the_keys_already_loaded(
 def test_the_key_file_holds_hashes_only_and_is_private(tmp_path: Path) -> None:
     path = tmp_path / "api-keys.yaml"
     operator = create_key(path, "ops", "operator")
-    village = create_key(path, "desa", "village", village=f" {HOME_VILLAGE} ", district=None)
+    village = create_key(
+        path, "desa", "village", village=f" {HOME_VILLAGE} ", district=f"{HOME_DISTRICT} "
+    )
 
     text = path.read_text(encoding="utf-8")
     entries = yaml.safe_load(text)["keys"]
@@ -548,8 +609,7 @@ def test_the_key_file_holds_hashes_only_and_is_private(tmp_path: Path) -> None:
         ("ops", "operator", hash_key(operator)),
         ("desa", "village", hash_key(village)),
     ]
-    assert entries[1]["village"] == HOME_VILLAGE  # trimmed
-    assert "district" not in entries[1]
+    assert (entries[1]["village"], entries[1]["district"]) == (HOME_VILLAGE, HOME_DISTRICT)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["api-keys.yaml"]  # no temporary file left
 

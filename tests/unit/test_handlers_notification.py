@@ -11,14 +11,15 @@ from typing import Any
 
 import pytest
 from faststream.kafka import TestKafkaBroker
+from pydantic import ValidationError
 
 from lindung_contracts import CoverageExpiring, DigestSent, ProgramPublished
 from lindung_notification.app import create_service
-from lindung_notification.db import Digest, DigestEntry
+from lindung_notification.db import Digest, DigestEntry, Program
 from lindung_notification.handlers import DigestDispatcher
 from lindung_notification.settings import NotificationSettings
 from lindung_runtime import FixedClock, Service
-from tests.smtp_kit import SmtpServer, attachment_rows
+from tests.smtp_kit import SmtpInbox, SmtpServer, attachment_rows
 from tests.unit.handler_kit import (
     PROGRAM,
     emitted,
@@ -81,6 +82,7 @@ async def service(data_dir: Path, smtp: SmtpServer, clock: FixedClock) -> AsyncI
         LINDUNG_DATA_DIR=str(data_dir),
         SMTP_HOST="127.0.0.1",
         SMTP_PORT=smtp.port,
+        SMTP_SECURITY="none",  # the local test server speaks plain SMTP
         smtp_timeout_seconds=5,
         smtp_from="Lindung <lindung@example.go.id>",
         digest_quiet_seconds=60,
@@ -260,3 +262,88 @@ async def test_digest_of_an_unknown_programme_waits_for_the_programme(
     clock.at = NOW + timedelta(minutes=10)
     assert await dispatcher(service).dispatch_ready() == 1
     assert len(smtp.inbox.envelopes) == 1
+
+
+# --- mail that can never be sent ------------------------------------------------------------------
+
+
+def failed_count(service: Service, reason: str) -> float:
+    value = service.metrics.registry.get_sample_value(
+        "lindung_digests_failed_total", {"service": "notification", "reason": reason}
+    )
+    return value or 0.0
+
+
+async def test_digest_whose_mail_cannot_be_built_is_marked_failed_not_retried(
+    service: Service, smtp: SmtpServer, clock: FixedClock
+) -> None:
+    """A programme name with CR/LF (stored before the contract refused it) cannot go into a
+    Subject header: the digest is failed with the reason, counted, and never tried again."""
+    smtp.start()
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, program())
+        for n in (1, 2, 3):
+            await publish(br, expiring(n))
+    async with service.unit_of_work() as uow:
+        stored = await uow.get(Program, PROGRAM)
+        assert stored is not None
+        stored.name = "Program\r\nBcc: someone@example.com"
+        uow.add(stored)
+        await uow.commit()
+
+    assert await dispatcher(service).dispatch_ready() == 0
+    row = await digest(service)
+    assert row.failed_at is not None and row.sent_at is None
+    assert row.last_error is not None and row.last_error.startswith("unbuildable:")
+    assert failed_count(service, "unbuildable") == 1
+
+    clock.at = NOW + timedelta(days=1)  # long past any backoff
+    assert await dispatcher(service).dispatch_ready() == 0
+    assert (await digest(service)).send_attempts == 1
+    assert smtp.inbox.envelopes == []
+    assert await emitted(service, DigestSent) == []
+
+
+class RefusingInbox(SmtpInbox):
+    """Refuses, for good (550), every recipient at unknown.example.go.id."""
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address.endswith("@unknown.example.go.id"):
+            return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+async def test_digest_whose_every_recipient_is_refused_for_good_is_marked_failed(
+    service: Service, smtp: SmtpServer, clock: FixedClock
+) -> None:
+    smtp.inbox = RefusingInbox()
+    smtp.start()
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, program(staff_emails=["staf@unknown.example.go.id"]))
+        await publish(br, expiring(1, size=1))
+
+    assert await dispatcher(service).dispatch_ready() == 0
+    row = await digest(service)
+    assert row.failed_at is not None
+    assert row.last_error is not None and row.last_error.startswith("recipients_refused:")
+    assert failed_count(service, "recipients_refused") == 1
+    clock.at = NOW + timedelta(days=1)
+    assert await dispatcher(service).dispatch_ready() == 0
+    assert (await digest(service)).send_attempts == 1
+
+
+def test_programme_names_and_addresses_that_would_break_mail_headers_are_refused() -> None:
+    for bad in (
+        {"name": "Program\r\nBcc: x@example.com"},
+        {"sponsor": "Pemkab\nSumba"},
+        {"name": "Program\x00"},
+        {"name": "Program\u2028x"},
+        {"staff_emails": ["a@example.go.id,b@example.go.id"]},
+        {"staff_emails": ["a@example.go.id\r\n"]},
+    ):
+        with pytest.raises(ValidationError):
+            program(**bad)
+    assert program(name="Perlindungan Pekerja Rentan — Sumba Barat Daya 2025").name

@@ -45,7 +45,7 @@ async def test_consumed_dead_lettered_and_produced_are_counted_and_served(servic
         assert await service.outbox.relay_all() == 2
 
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=service.http), base_url="http://test"
+        transport=httpx.ASGITransport(app=service.admin_http), base_url="http://test"
     ) as client:
         response = await client.get("/metrics")
     assert response.status_code == 200

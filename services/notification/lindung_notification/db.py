@@ -42,6 +42,11 @@ class Digest(Table, table=True):
         default=None, sa_column=Column(DateTime(timezone=True))
     )
     last_error: str | None = None
+    failed_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True)),
+        description="Set when the digest can never be sent (see last_error): not retried",
+    )
 
 
 class DigestEntry(Table, table=True):

@@ -6,6 +6,7 @@ import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 
+import aiosmtplib
 from faststream import Context
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -17,6 +18,7 @@ from lindung_notification.domain import DigestWorker, compose_digest
 from lindung_notification.settings import NotificationSettings
 from lindung_runtime import Service, UnitOfWork
 from lindung_runtime.logging import get_logger
+from lindung_runtime.privacy import scrub_text
 
 log = get_logger(__name__)
 
@@ -47,7 +49,7 @@ async def on_coverage_expiring(alert: CoverageExpiring, uow: UnitOfWork = Contex
             days_left=alert.days_left,
             updated_at=uow.now(),
         )
-    if digest.sent_at is not None:
+    if digest.sent_at is not None or digest.failed_at is not None:
         log.warning("alert_after_digest_sent", digest_id=digest_id, worker_id=alert.worker_id)
         return
     digest.expected_size = max(digest.expected_size, alert.alert_size)
@@ -67,11 +69,19 @@ async def on_coverage_expiring(alert: CoverageExpiring, uow: UnitOfWork = Contex
 
 
 class DigestDispatcher:
-    """Sends each complete digest once; retries SMTP failures with backoff."""
+    """Sends each complete digest once; retries SMTP failures with backoff. A digest that can
+    never be sent (its mail cannot be built, or every recipient is refused for good) is marked
+    failed with the reason, logged and counted, instead of being retried forever."""
 
     def __init__(self, service: Service, settings: NotificationSettings) -> None:
         self.service = service
         self.settings = settings
+        self.failed = service.metrics.counter(
+            "lindung_digests_failed",
+            "Digests marked failed, never to be retried, by reason (unbuildable, "
+            "recipients_refused)",
+            ["service", "reason"],
+        )
 
     async def run(self) -> None:
         while True:
@@ -98,7 +108,7 @@ class DigestDispatcher:
                 await session.exec(
                     select(Digest, counts.c.n)
                     .join(counts, counts.c.digest_id == Digest.digest_id)
-                    .where(col(Digest.sent_at).is_(None))
+                    .where(col(Digest.sent_at).is_(None), col(Digest.failed_at).is_(None))
                 )
             ).all()
         ready = []
@@ -113,7 +123,7 @@ class DigestDispatcher:
         """Compose from a snapshot, talk SMTP outside any transaction, then record the send."""
         async with self.service.database.read_session() as session:
             digest = await session.get(Digest, digest_id)
-            if digest is None or digest.sent_at is not None:
+            if digest is None or digest.sent_at is not None or digest.failed_at is not None:
                 return False
             program = await session.get(Program, digest.program_id)
             entries = (
@@ -121,21 +131,30 @@ class DigestDispatcher:
             ).all()
         if program is None or not program.staff_emails:
             return await self._postpone(digest_id, "programme or its staff e-mails not known")
-        mail = compose_digest(
-            program.name,
-            program.sponsor,
-            program.program_id,
-            digest.coverage_end,
-            digest.days_left,
-            [DigestWorker(e.worker_id, e.nik, e.full_name, e.village, e.district) for e in entries],
-            program.staff_emails.split(","),
-        )
         try:
-            await mailer.send(
-                mailer.build_message(mail, self.settings.smtp_from, digest_id), self.settings
+            mail = compose_digest(
+                program.name,
+                program.sponsor,
+                program.program_id,
+                digest.coverage_end,
+                digest.days_left,
+                [
+                    DigestWorker(e.worker_id, e.nik, e.full_name, e.village, e.district)
+                    for e in entries
+                ],
+                program.staff_emails.split(","),
             )
+            message = mailer.build_message(mail, self.settings.smtp_from, digest_id)
+        except Exception as error:  # e.g. a name with CR/LF, stored before the contract said no
+            return await self._fail(digest_id, "unbuildable", error)
+        try:
+            await mailer.send(message, self.settings)
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            if all(r.code >= 500 for r in error.recipients):
+                return await self._fail(digest_id, "recipients_refused", error)
+            return await self._postpone(digest_id, scrub_text(repr(error))[:500])
         except Exception as error:
-            return await self._postpone(digest_id, repr(error)[:500])
+            return await self._postpone(digest_id, scrub_text(repr(error))[:500])
         async with self.service.unit_of_work() as uow:
             digest = await uow.get(Digest, digest_id)
             assert digest is not None
@@ -162,6 +181,21 @@ class DigestDispatcher:
             recipients=len(mail.recipients),
         )
         return True
+
+    async def _fail(self, digest_id: str, reason: str, error: Exception) -> bool:
+        text = f"{reason}: {scrub_text(repr(error))}"[:500]
+        async with self.service.unit_of_work() as uow:
+            digest = await uow.get(Digest, digest_id)
+            assert digest is not None
+            digest.send_attempts += 1
+            digest.failed_at = uow.now()
+            digest.next_attempt_at = None
+            digest.last_error = text
+            uow.add(digest)
+            await uow.commit()
+        self.failed.labels(self.service.name, reason).inc()
+        log.error("digest_failed", digest_id=digest_id, reason=reason, error=text)
+        return False
 
     async def _postpone(self, digest_id: str, error: str) -> bool:
         async with self.service.unit_of_work() as uow:

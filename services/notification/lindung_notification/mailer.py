@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import Any
 
 import aiosmtplib
 
@@ -29,13 +30,23 @@ def build_message(mail: DigestMail, sender: str, digest_id: str) -> EmailMessage
     return message
 
 
+def smtp_options(settings: NotificationSettings) -> dict[str, Any]:
+    """aiosmtplib's connection options for SMTP_SECURITY. `starttls` is required, not
+    opportunistic (aiosmtplib's default upgrades only when the server offers it): a server that
+    does not offer it fails the send rather than receiving the staff's list in clear."""
+    security = settings.smtp_security
+    password = settings.smtp_password
+    return {
+        "hostname": settings.smtp_host,
+        "port": settings.smtp_port,
+        "username": settings.smtp_username,
+        "password": password.get_secret_value() if password is not None else None,
+        "use_tls": security == "tls",
+        "start_tls": security == "starttls",
+        "validate_certs": settings.smtp_validate_certs,
+        "timeout": settings.smtp_timeout_seconds,
+    }
+
+
 async def send(message: EmailMessage, settings: NotificationSettings) -> None:
-    await aiosmtplib.send(
-        message,
-        hostname=settings.smtp_host,
-        port=settings.smtp_port,
-        username=settings.smtp_username,
-        password=settings.smtp_password,
-        start_tls=settings.smtp_starttls,
-        timeout=settings.smtp_timeout_seconds,
-    )
+    await aiosmtplib.send(message, **smtp_options(settings))

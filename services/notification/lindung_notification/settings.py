@@ -1,16 +1,37 @@
 """Notification's settings: where mail goes, and how digests are gathered."""
 
-from pydantic import Field
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
 
 from lindung_runtime.settings import LindungSettings
+
+SmtpSecurity = Literal["starttls", "tls", "none"]
 
 
 class NotificationSettings(LindungSettings):
     smtp_host: str = "localhost"
     smtp_port: int = 1025
     smtp_username: str | None = None
-    smtp_password: str | None = None
-    smtp_starttls: bool = False
+    smtp_password: SecretStr | None = Field(
+        default=None, description="Kept secret: never shown in a repr, a log line or an error"
+    )
+    smtp_security: SmtpSecurity = Field(
+        default="starttls",
+        description="How the connection is protected: `starttls` (upgrade a plain connection, "
+        "usually port 587; the server must offer it), `tls` (implicit TLS from the first byte, "
+        "usually port 465) or `none` (plain: only for a local relay or test sink)",
+    )
+    smtp_starttls: bool | None = Field(
+        default=None,
+        deprecated="use SMTP_SECURITY (starttls|tls|none)",
+        description="Deprecated: true means SMTP_SECURITY=starttls, false means none",
+    )
+    smtp_validate_certs: bool = Field(
+        default=True, description="Check the server's certificate (starttls and tls)"
+    )
     smtp_timeout_seconds: float = 30.0
     smtp_from: str = "Lindung <lindung@localhost>"
     digest_quiet_seconds: float = Field(
@@ -19,3 +40,11 @@ class NotificationSettings(LindungSettings):
     )
     digest_poll_seconds: float = Field(default=1.0, gt=0)
     smtp_max_backoff_seconds: float = 300.0
+
+    @model_validator(mode="after")
+    def _starttls_alias(self) -> NotificationSettings:
+        """The old boolean still works where SMTP_SECURITY is not given; SMTP_SECURITY wins."""
+        old = self.__dict__.get("smtp_starttls")  # not through the deprecated attribute
+        if old is not None and "smtp_security" not in self.model_fields_set:
+            self.smtp_security = "starttls" if old else "none"
+        return self

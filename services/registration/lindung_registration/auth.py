@@ -5,7 +5,8 @@ is nothing to guess); the file can be a Kubernetes Secret. It is re-read when it
 are added, rotated and revoked without restarting the service.
 
 Roles: `operator` may do everything; `village` may register and read only the workers of its own
-desa (and kecamatan, when the key names one).
+desa in its own kecamatan. A village key must name both: desa names repeat across kecamatan (and
+regencies), so a key naming only its desa would see every desa of that name.
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ class ApiKey:
         """May this key see or register a worker of this desa/kecamatan?"""
         if self.role == "operator":
             return True
-        if place(village) != place(self.village):
+        if not self.village or not self.district:  # never loaded or created (read_keys)
             return False
-        return not self.district or place(district) == place(self.district)
+        return place(village) == place(self.village) and place(district) == place(self.district)
 
     def as_yaml(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": self.name, "role": self.role, "sha256": self.sha256}
@@ -114,8 +115,14 @@ def read_keys(path: Path) -> list[ApiKey]:
         role = entry.get("role")
         if role not in ROLES:
             raise ValueError(f"key {entry.get('name')!r}: unknown role {role!r}")
-        if role == "village" and not entry.get("village"):
+        if role == "village" and not str(entry.get("village") or "").strip():
             raise ValueError(f"key {entry.get('name')!r}: a village key needs its village")
+        if role == "village" and not str(entry.get("district") or "").strip():
+            raise ValueError(
+                f"key {entry.get('name')!r}: a village key needs its kecamatan (district): "
+                "desa names repeat across kecamatan. Re-create it with `lindung apikey create "
+                "NAME --role village --village DESA --district KECAMATAN`"
+            )
         keys.append(
             ApiKey(
                 name=str(entry["name"]),
@@ -155,6 +162,8 @@ def create_key(
     """Add a key and return it: the only time it is ever shown (only its hash is kept)."""
     if role == "village" and not (village and village.strip()):
         raise ValueError("a village key needs --village")
+    if role == "village" and not (district and district.strip()):
+        raise ValueError("a village key needs --district (its kecamatan)")
     keys = [k for k in read_keys(path) if k.name != name]
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     keys.append(
