@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import uuid
@@ -10,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+import structlog
 
 from lindung_runtime.embedded import EmbeddedKafka
 
@@ -111,3 +113,17 @@ def service_databases(
         yield
     finally:
         asyncio.run(drop_databases(list(names.values())))
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Tests that configure logging put the process's logging back as it was."""
+    root = logging.getLogger()
+    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
+    context = structlog.contextvars.get_contextvars()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.configure(**config)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(**context)

@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import importlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from alembic import command, context
+from alembic import command, context, op
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.types import TypeEngine
 from sqlmodel import SQLModel
 
 from lindung_runtime.outbox import RUNTIME_TABLES
@@ -149,3 +150,14 @@ def differences(connection: Connection, tables: Sequence[type[SQLModel]]) -> lis
         for table in m.tables.values():
             table.to_metadata(merged)
     return list(compare_metadata(migration_context, merged))
+
+
+def change_column_types(
+    columns: Mapping[str, Sequence[str]], old: TypeEngine[Any], new: TypeEngine[Any]
+) -> None:
+    """In a migration: give each table's `columns` (all NOT NULL) the type `new`, batch-wise, so
+    SQLite (which cannot ALTER a column's type) copies the table and PostgreSQL alters it."""
+    for table, names in columns.items():
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            for name in names:
+                batch_op.alter_column(name, existing_type=old, type_=new, existing_nullable=False)

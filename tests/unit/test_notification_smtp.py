@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from collections.abc import Iterator
 
 import pytest
-import structlog
 
 from lindung_notification.mailer import smtp_options
 from lindung_notification.settings import NotificationSettings
@@ -54,16 +51,6 @@ def test_unknown_security_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SMTP_SECURITY", "ssl3")
     with pytest.raises(ValueError, match="smtp_security"):
         NotificationSettings()
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**config)
 
 
 @pytest.mark.usefixtures("restore_logging")

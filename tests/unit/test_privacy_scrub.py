@@ -7,11 +7,9 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -119,16 +117,6 @@ def test_exported_spans_lose_personal_attributes_and_quoted_exception_texts() ->
     assert event.name == "exception"
     assert str((event.attributes or {})["exception.type"]).endswith("ValidationError")
     assert "input_value=<hidden>" in str((event.attributes or {})["exception.message"])
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**config)
 
 
 @pytest.mark.usefixtures("restore_logging")

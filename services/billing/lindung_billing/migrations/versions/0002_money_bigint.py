@@ -12,7 +12,8 @@ Create Date: 2026-12-05 23:30:00.000000
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+
+from lindung_runtime.migrations import change_column_types
 
 # revision identifiers, used by Alembic.
 revision: str = "0002"
@@ -30,25 +31,9 @@ MONEY = {
 
 def upgrade() -> None:
     """Upgrade schema."""
-    for table, columns in MONEY.items():
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            for column in columns:
-                batch_op.alter_column(
-                    column,
-                    existing_type=sa.Integer(),
-                    type_=sa.BigInteger(),
-                    existing_nullable=False,
-                )
+    change_column_types(MONEY, sa.Integer(), sa.BigInteger())
 
 
 def downgrade() -> None:
     """Downgrade schema (fails on PostgreSQL once an amount exceeds int4, as it should)."""
-    for table, columns in MONEY.items():
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            for column in columns:
-                batch_op.alter_column(
-                    column,
-                    existing_type=sa.BigInteger(),
-                    type_=sa.Integer(),
-                    existing_nullable=False,
-                )
+    change_column_types(MONEY, sa.BigInteger(), sa.Integer())
