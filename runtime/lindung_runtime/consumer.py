@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
@@ -441,11 +442,15 @@ class BatchProcessor:
         )
 
 
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
+
+
 def describe(error: BaseException) -> str:
     """What went wrong, for a dead letter's header and the logs: never a worker's values.
 
     Schema violations name the fields, not their input; a database error names its driver
-    error class and codes only (its text quotes the statement and its parameters: NIK, names);
+    error class, codes and the driver's first line only (the rest quotes the statement, and
+    PostgreSQL's DETAIL the values: NIK, names);
     any other message is scrubbed of NIKs, phone numbers, dates and quoted values."""
     if isinstance(error, ValidationError):
         parts = [
@@ -464,5 +469,11 @@ def describe(error: BaseException) -> str:
             )
             if code
         ]
-        return f"{type(error).__name__}: {type(orig).__name__} ({', '.join(codes)})"[:1000]
+        # The driver's first line names what failed ("database is locked", "duplicate key value
+        # violates unique constraint ..."); values come only after it (PostgreSQL's DETAIL).
+        # Quoted parts may still be values (`invalid input syntax for type date: "31/02/1990"`).
+        first = _QUOTED.sub("'…'", (str(orig).strip().splitlines() or [""])[0][:300])
+        return scrub_text(
+            f"{type(error).__name__}: {type(orig).__name__} ({', '.join(codes)}) {first}"
+        ).strip()[:1000]
     return scrub_text(f"{type(error).__name__}: {error}")[:1000]

@@ -30,7 +30,7 @@ from lindung_contracts import (
     cloudevent_headers,
     topics,
 )
-from tests.chaos.kit import PROGRAM, consumers_of
+from tests.chaos.kit import HOSTILE_ID_PREFIX, PROGRAM, consumers_of
 from tests.sources import trusted_source
 
 #: Topics some service consumes (digest-sent is consumed by no one).
@@ -180,7 +180,7 @@ def generate(count: int, seed: int, oversize: int = 8) -> list[Hostile]:
         else:
             topic = rng.choice(CONSUMED)
         kind = KINDS[i % len(KINDS)] if i < len(KINDS) * 2 else rng.choice(KINDS)
-        chaos_id = f"hostile-{seed}-{i}"
+        chaos_id = f"{HOSTILE_ID_PREFIX}{seed}-{i}"
         source = trusted_source(topic, "chaos")  # believed: what is wrong is the record itself
         headers = cloudevent_headers(ce_types[topic], source, event_id=chaos_id)
         headers["x-chaos-id"] = chaos_id

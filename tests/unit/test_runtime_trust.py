@@ -4,6 +4,7 @@ about a failure (dead-letter headers, logs) never quotes a worker's NIK, name or
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -150,6 +151,15 @@ async def test_dead_letter_headers_and_logs_never_quote_the_workers_values(
         assert "INSERT" not in text, text
 
 
-def test_a_database_error_is_described_by_its_driver_class_and_codes_only() -> None:
+def test_a_database_error_is_described_by_its_class_codes_and_message_never_its_values() -> None:
     error = sa_exc.IntegrityError("UPDATE worker SET nik=?", (NIK,), KeyError("Maria Kaka"))
-    assert describe(error) == "IntegrityError: KeyError (gkpj)"
+    assert describe(error) == "IntegrityError: KeyError (gkpj) '…'"
+    dated = sa_exc.DataError(
+        "INSERT", (NIK,), ValueError('invalid input syntax for type date: "31/02/1990"')
+    )
+    assert describe(dated) == "DataError: ValueError (9h9h) invalid input syntax for type date: '…'"
+    # What the operator needs in the log and the database-locked scenario looks for:
+    locked = sa_exc.OperationalError(
+        "INSERT", (NIK,), sqlite3.OperationalError("database is locked")
+    )
+    assert describe(locked) == "OperationalError: OperationalError (e3q8) database is locked"
