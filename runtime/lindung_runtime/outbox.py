@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import Column, DateTime, Index, Text, delete, insert, or_, update
+from sqlalchemy import Column, DateTime, Index, Text, delete, insert
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -21,6 +21,7 @@ from lindung_contracts import Event, cloudevent_headers
 from lindung_runtime.aio import wait_event
 from lindung_runtime.clock import Clock
 from lindung_runtime.kafka import aiokafka_producer
+from lindung_runtime.lease import Lease
 from lindung_runtime.logging import get_logger
 from lindung_runtime.rows import NewRow, primary_key_attributes, write_new_rows
 from lindung_runtime.tracing import current_trace_headers
@@ -263,7 +264,8 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.max_backoff_seconds = max_backoff_seconds
-        self.lease_seconds = lease_seconds
+        # The outbox has no owner column (a row sent twice is dropped by the consumer's inbox).
+        self.lease = Lease(OutboxMessage, key="id", clock=clock, seconds=lease_seconds, owner=None)
         self.on_published = on_published
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -296,38 +298,22 @@ class OutboxRelay:
         return total
 
     async def claim(self) -> list[Any]:
-        """Take a lease on the oldest unsent rows, so that instances sharing a database do not
-        send the same rows (a crashed instance's lease simply expires). Plain rows of the columns
-        the relay sends, not ORM objects: nothing here changes them."""
-        now = self.clock.now()
-        unsent = (
-            select(  # type: ignore[call-overload]
-                OutboxMessage.id,
-                OutboxMessage.topic,
-                OutboxMessage.key,
-                OutboxMessage.payload,
-                OutboxMessage.headers,
-            )
-            .where(
-                col(OutboxMessage.published_at).is_(None),
-                or_(
-                    col(OutboxMessage.lease_until).is_(None),
-                    col(OutboxMessage.lease_until) < now,
-                ),
-            )
-            .order_by(col(OutboxMessage.id))
-            .limit(self.batch_size)
-            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite holds the write lock
-        )
+        """Lease the oldest unsent rows, so that instances sharing a database do not send the
+        same rows (a crashed instance's lease simply expires). Plain rows of the columns the relay
+        sends, not ORM objects: nothing here changes them."""
         async with self.database.session() as session:
-            rows: list[Any] = list((await session.exec(unsent)).all())
-            if rows:  # in the same transaction as the select: no one else can claim them
-                await session.exec(
-                    update(OutboxMessage)  # type: ignore[call-overload]
-                    .where(col(OutboxMessage.id).in_([row.id for row in rows]))
-                    .values(lease_until=now + timedelta(seconds=self.lease_seconds))
-                )
-                await session.commit()
+            rows = await self.lease.claim(
+                session,
+                col(OutboxMessage.published_at).is_(None),
+                limit=self.batch_size,
+                returning=[
+                    OutboxMessage.topic,
+                    OutboxMessage.key,
+                    OutboxMessage.payload,
+                    OutboxMessage.headers,
+                ],
+            )
+            await session.commit()
         return rows
 
     async def relay_once(self) -> int:
@@ -337,9 +323,9 @@ class OutboxRelay:
         try:
             await self._publish(rows)
         except BaseException:
-            await self._set(rows, lease_until=None)  # retry after our own backoff, not the lease
+            await self._release(rows)  # retry after our own backoff, not the lease
             raise
-        await self._set(rows, published_at=self.clock.now())
+        await self._release(rows, published_at=self.clock.now())
         self.published_total += len(rows)
         if self.on_published is not None:
             self.on_published([row.topic for row in rows])
@@ -378,13 +364,9 @@ class OutboxRelay:
             ]
         await asyncio.gather(*(p for p in pending if asyncio.isfuture(p)))
 
-    async def _set(self, rows: list[Any], **values: Any) -> None:
+    async def _release(self, rows: list[Any], **values: Any) -> None:
         async with self.database.session() as session:
-            await session.exec(
-                update(OutboxMessage)  # type: ignore[call-overload]
-                .where(col(OutboxMessage.id).in_([row.id for row in rows]))
-                .values(**values)
-            )
+            await self.lease.release(session, [row.id for row in rows], **values)
             await session.commit()
 
     async def _run(self) -> None:

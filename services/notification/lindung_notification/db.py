@@ -24,7 +24,11 @@ class Program(Table, table=True):
 
 
 class Digest(Table, table=True):
-    """One programme's alert window; `sent_at` is set in the same transaction as DigestSent."""
+    """One programme's alert window; `sent_at` is set in the same transaction as DigestSent.
+
+    A dispatcher leases the digest (committed) before talking SMTP and clears the lease when it
+    records the outcome: a lease that ran out with `sent_at` still empty is a send that may have
+    been delivered; the resend carries the same Message-ID (mailer.py)."""
 
     __tablename__ = "digest"
 
@@ -47,6 +51,12 @@ class Digest(Table, table=True):
         sa_column=Column(DateTime(timezone=True)),
         description="Set when the digest can never be sent (see last_error): not retried",
     )
+    lease_until: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True)),
+        description="A dispatcher is sending it until then (lindung_runtime.lease)",
+    )
+    lease_owner: str | None = Field(default=None, max_length=32)
 
 
 class DigestEntry(Table, table=True):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import aiosmtplib
 from faststream import Context
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlmodel import col, select
 
 from lindung_contracts import CoverageExpiring, DigestSent, ProgramPublished
@@ -17,6 +17,7 @@ from lindung_notification.db import Digest, DigestEntry, Program
 from lindung_notification.domain import DigestWorker, compose_digest
 from lindung_notification.settings import NotificationSettings
 from lindung_runtime import Service, UnitOfWork
+from lindung_runtime.lease import Lease
 from lindung_runtime.logging import get_logger
 from lindung_runtime.privacy import scrub_text
 
@@ -71,11 +72,20 @@ async def on_coverage_expiring(alert: CoverageExpiring, uow: UnitOfWork = Contex
 class DigestDispatcher:
     """Sends each complete digest once; retries SMTP failures with backoff. A digest that can
     never be sent (its mail cannot be built, or every recipient is refused for good) is marked
-    failed with the reason, logged and counted, instead of being retried forever."""
+    failed with the reason, logged and counted, instead of being retried forever.
+
+    Mail once: the digest is leased, and the lease committed, before the SMTP call; the outcome
+    (sent, postponed, failed) is recorded with the lease's release. Instances sharing a database
+    therefore never mail a digest at the same time. One that dies between the server's accept
+    and that record leaves the lease to run out; the digest is then mailed again with the same
+    Message-ID, so the receiving side can recognise the copy."""
 
     def __init__(self, service: Service, settings: NotificationSettings) -> None:
         self.service = service
         self.settings = settings
+        self.lease = Lease(
+            Digest, key="digest_id", clock=service.clock, seconds=settings.digest_lease_seconds
+        )
         self.failed = service.metrics.counter(
             "lindung_digests_failed",
             "Digests marked failed, never to be retried, by reason (unbuildable, "
@@ -91,9 +101,24 @@ class DigestDispatcher:
     async def dispatch_ready(self) -> int:
         sent = 0
         for digest_id in await self._ready_digests():
-            if await self._send(digest_id):
+            if await self._claim(digest_id) and await self._send(digest_id):
                 sent += 1
         return sent
+
+    async def _claim(self, digest_id: str) -> bool:
+        """Lease the digest if it is still unsent, not waiting for a retry, and not being sent
+        by another instance; committed before any SMTP traffic."""
+        now = self.service.clock.now()
+        async with self.service.database.session() as session:
+            claimed = await self.lease.claim(
+                session,
+                col(Digest.digest_id) == digest_id,
+                col(Digest.sent_at).is_(None),
+                col(Digest.failed_at).is_(None),
+                or_(col(Digest.next_attempt_at).is_(None), col(Digest.next_attempt_at) <= now),
+            )
+            await session.commit()
+        return bool(claimed)
 
     async def _ready_digests(self) -> list[str]:
         now = self.service.clock.now()
@@ -109,6 +134,7 @@ class DigestDispatcher:
                     select(Digest, counts.c.n)
                     .join(counts, counts.c.digest_id == Digest.digest_id)
                     .where(col(Digest.sent_at).is_(None), col(Digest.failed_at).is_(None))
+                    .order_by(col(Digest.digest_id))
                 )
             ).all()
         ready = []
@@ -120,10 +146,12 @@ class DigestDispatcher:
         return ready
 
     async def _send(self, digest_id: str) -> bool:
-        """Compose from a snapshot, talk SMTP outside any transaction, then record the send."""
+        """Compose from a snapshot, talk SMTP outside any transaction, then record the send.
+        The digest is leased to this dispatcher (`_claim`)."""
         async with self.service.database.read_session() as session:
             digest = await session.get(Digest, digest_id)
             if digest is None or digest.sent_at is not None or digest.failed_at is not None:
+                await self._release(digest_id)  # recorded by an instance whose lease ran out
                 return False
             program = await session.get(Program, digest.program_id)
             entries = (
@@ -156,22 +184,24 @@ class DigestDispatcher:
         except Exception as error:
             return await self._postpone(digest_id, scrub_text(repr(error))[:500])
         async with self.service.unit_of_work() as uow:
-            digest = await uow.get(Digest, digest_id)
+            digest = await uow.get(Digest, digest_id, for_update=True)
             assert digest is not None
-            digest.sent_at = uow.now()
-            digest.last_error = None
-            uow.add(digest)
-            uow.emit(
-                DigestSent(
-                    digest_id=digest_id,
-                    program_id=program.program_id,
-                    coverage_end=digest.coverage_end,
-                    days_left=digest.days_left,
-                    worker_count=len(entries),
-                    recipients=mail.recipients,
-                    sent_at=digest.sent_at,
+            if digest.sent_at is None:  # else our lease ran out and another copy was recorded
+                digest.sent_at = uow.now()
+                digest.last_error = None
+                uow.add(digest)
+                uow.emit(
+                    DigestSent(
+                        digest_id=digest_id,
+                        program_id=program.program_id,
+                        coverage_end=digest.coverage_end,
+                        days_left=digest.days_left,
+                        worker_count=len(entries),
+                        recipients=mail.recipients,
+                        sent_at=digest.sent_at,
+                    )
                 )
-            )
+            await self.lease.release(uow.session, [digest_id])
             await uow.commit()
         self.service.outbox.wake()
         log.info(
@@ -181,6 +211,11 @@ class DigestDispatcher:
             recipients=len(mail.recipients),
         )
         return True
+
+    async def _release(self, digest_id: str) -> None:
+        async with self.service.database.session() as session:
+            await self.lease.release(session, [digest_id])
+            await session.commit()
 
     async def _fail(self, digest_id: str, reason: str, error: Exception) -> bool:
         text = f"{reason}: {scrub_text(repr(error))}"[:500]
@@ -192,6 +227,7 @@ class DigestDispatcher:
             digest.next_attempt_at = None
             digest.last_error = text
             uow.add(digest)
+            await self.lease.release(uow.session, [digest_id])
             await uow.commit()
         self.failed.labels(self.service.name, reason).inc()
         log.error("digest_failed", digest_id=digest_id, reason=reason, error=text)
@@ -208,6 +244,7 @@ class DigestDispatcher:
             digest.next_attempt_at = uow.now() + timedelta(seconds=delay * random.uniform(0.5, 1.0))
             digest.last_error = error
             uow.add(digest)
+            await self.lease.release(uow.session, [digest_id])
             await uow.commit()
         log.warning(
             "digest_send_postponed", digest_id=digest_id, attempts=digest.send_attempts, error=error

@@ -40,6 +40,12 @@ class NotificationSettings(LindungSettings):
     )
     digest_poll_seconds: float = Field(default=1.0, gt=0)
     smtp_max_backoff_seconds: float = 300.0
+    digest_lease_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a dispatcher holds a digest it is mailing. Must outlast one whole "
+        "SMTP send: another instance mails the digest again (same Message-ID) once it runs out",
+    )
 
     @model_validator(mode="after")
     def _starttls_alias(self) -> NotificationSettings:

@@ -115,6 +115,7 @@ class ImportJob(Table, table=True):
     lease_until: datetime | None = Field(  # the instance processing it, until then
         default=None, sa_column=Column(DateTime(timezone=True))
     )
+    lease_owner: str | None = Field(default=None, max_length=32)  # that instance (lease.py)
     attempts: int = 0  # times claimed: an import that keeps killing its process is given up
     rows_done: int = 0
     registered: int = 0

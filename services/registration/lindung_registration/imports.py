@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind
+from sqlalchemy import case
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import or_
 from sqlmodel import col, func, select
 
 from lindung_contracts import FieldError, RegistrationRequested
@@ -37,6 +37,7 @@ from lindung_registration.spreadsheet import (
     request_from_row,
 )
 from lindung_runtime.aio import wait_event
+from lindung_runtime.lease import Lease
 from lindung_runtime.logging import get_logger
 
 if TYPE_CHECKING:
@@ -60,6 +61,10 @@ LEASE = timedelta(seconds=120)  # renewed with every chunk
 
 class UploadTooLarge(Exception):
     pass
+
+
+class LeaseLost(Exception):
+    """This instance's lease on an import ran out and another instance claimed it."""
 
 
 def gave_up_message(attempts: int) -> str:
@@ -97,6 +102,9 @@ class Importer:
         self.directory = settings.import_path
         self.limits = limits_of(settings)
         self._wake = asyncio.Event()
+        self.lease = Lease(
+            ImportJob, key="import_id", clock=service.clock, seconds=LEASE.total_seconds()
+        )
 
     def path_of(self, job: ImportJob) -> Path:
         return self.directory / f"{job.import_id}.{job.file_format}"
@@ -168,35 +176,27 @@ class Importer:
 
     async def _claim(self) -> tuple[ImportJob | None, ImportJob | None]:
         """(the import claimed, or None) or (None, the import just marked failed)."""
-        now = self.service.clock.now()
         async with self.service.database.session() as session:
-            job = (
-                await session.exec(
-                    select(ImportJob)
-                    .where(
-                        col(ImportJob.status).in_(["queued", "running"]),
-                        or_(
-                            col(ImportJob.lease_until).is_(None),
-                            col(ImportJob.lease_until) < now,
-                        ),
-                    )
-                    .order_by(col(ImportJob.created_at))
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
-                )
-            ).first()
-            if job is None:
+            claimed = await self.lease.claim(
+                session,
+                col(ImportJob.status).in_(["queued", "running"]),
+                order_by=col(ImportJob.created_at),
+            )
+            if not claimed:
                 return None, None
+            job = await session.get(ImportJob, claimed[0].import_id, populate_existing=True)
+            assert job is not None
             if job.attempts > self.settings.import_max_retries:
-                job.status = "failed"
-                job.error = gave_up_message(job.attempts)
-                job.finished_at = now
-                job.lease_until = None
-                session.add(job)
+                await self.lease.release(
+                    session,
+                    [job.import_id],
+                    status="failed",
+                    error=gave_up_message(job.attempts),
+                    finished_at=self.service.clock.now(),
+                )
                 await session.commit()
                 return None, job
             job.attempts += 1
-            job.lease_until = now + LEASE
             session.add(job)
             await session.commit()
         return job, None
@@ -226,6 +226,9 @@ class Importer:
         except asyncio.CancelledError:
             await self._release(job)
             raise
+        except LeaseLost:
+            log.warning("import_lease_lost", import_id=job.import_id)
+            return  # the instance that claimed it carries on from the committed progress
         except (SpreadsheetError, FileNotFoundError, StopIteration) as error:
             await self._finish(job, "failed", str(error) or type(error).__name__)
             return
@@ -243,12 +246,14 @@ class Importer:
         try:
             async with asyncio.timeout(2.0):
                 async with self.service.database.session() as session:
-                    stored = await session.get(ImportJob, job.import_id)
-                    if stored is not None and stored.status in ("queued", "running"):
-                        stored.attempts = max(0, stored.attempts - 1)
-                        stored.lease_until = None
-                        session.add(stored)
-                        await session.commit()
+                    await self.lease.release(
+                        session,
+                        [job.import_id],
+                        attempts=case(
+                            (col(ImportJob.attempts) > 0, col(ImportJob.attempts) - 1), else_=0
+                        ),
+                    )
+                    await session.commit()
         except Exception as error:  # the lease runs out by itself; the attempt stays counted
             log.warning("import_release_failed", import_id=job.import_id, error=repr(error)[:300])
 
@@ -324,10 +329,11 @@ class Importer:
                         values=json.dumps(values, ensure_ascii=False) if errors else None,
                     )
                 )
+            if not await self.lease.renew(uow.session, [job.import_id]):
+                raise LeaseLost  # the chunk rolls back: the new holder imports these rows
             stored = await uow.session.get(ImportJob, job.import_id, populate_existing=True)
             assert stored is not None
             stored.status = "running"
-            stored.lease_until = self.service.clock.now() + LEASE
             stored.rows_done += len(chunk)
             stored.registered += counts["registered"]
             stored.repeated += counts["repeated"]
@@ -351,13 +357,17 @@ class Importer:
 
     async def _finish(self, job: ImportJob, status: str, error: str | None = None) -> None:
         async with self.service.database.session() as session:
-            stored = await session.get(ImportJob, job.import_id)
-            assert stored is not None
-            stored.status = status
-            stored.error = error
-            stored.finished_at = self.service.clock.now()
-            session.add(stored)
+            held = await self.lease.release(
+                session,
+                [job.import_id],
+                status=status,
+                error=error,
+                finished_at=self.service.clock.now(),
+            )
             await session.commit()
+        if not held:
+            log.warning("import_lease_lost", import_id=job.import_id)
+            return  # the instance that claimed it finishes it (and removes the file)
         self.path_of(job).unlink(missing_ok=True)  # the report keeps what staff need
         log.info("import_finished", import_id=job.import_id, status=status, error=error)
 
