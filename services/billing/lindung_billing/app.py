@@ -17,7 +17,9 @@ def create_service(settings: BillingSettings | None = None, clock: Clock | None 
     service.consumer(topics.ELIGIBILITY_CONFIRMED, preload=handlers.preload_lines)(
         handlers.on_eligibility_confirmed
     )
-    service.consumer(topics.PAYMENT_RECEIVED)(handlers.on_payment_received)
+    service.consumer(topics.PAYMENT_RECEIVED, preload=handlers.preload_payments)(
+        handlers.on_payment_received
+    )
     service.consumer(topics.DAY_STARTED)(handlers.on_day_started)
     service.publishes(ContributionInvoiced, CoverageActivated, CoverageExpiring)
     return service

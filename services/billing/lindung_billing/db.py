@@ -34,6 +34,10 @@ class Program(Table, table=True):
 
 
 class Invoice(Table, table=True):
+    """A programme term's bill. `total_idr` is the sum of its lines and `paid_idr` of its
+    payments; both change only while the row is locked (`FOR UPDATE`, see handlers.py), so
+    instances sharing the database take turns on one invoice instead of overwriting each other."""
+
     __tablename__ = "invoice"
 
     invoice_id: str = Field(primary_key=True, max_length=80)

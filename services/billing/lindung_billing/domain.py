@@ -70,6 +70,14 @@ def contribution_line(reported_income_idr: int, start: date, end: date) -> Contr
     )
 
 
+def is_paid_up(paid_idr: int, total_idr: int) -> bool:
+    """Whether the sponsor has paid the invoice's whole total so far: a line is active once it
+    is on a paid-up invoice. So a line added to an invoice paid ahead (paid up with the line
+    counted) is active at once; one added beyond what was paid waits, and the payment that
+    makes the invoice paid up activates every line that waits."""
+    return paid_idr >= total_idr
+
+
 def invoice_id_for(program_id: str) -> str:
     """One invoice per programme term (for now): the sponsor pays the term at once."""
     return f"INV-{program_id}"

@@ -1,14 +1,34 @@
-"""Billing's handlers: invoice each confirmed worker, activate on payment, warn before expiry."""
+"""Billing's handlers: invoice each confirmed worker, activate on payment, warn before expiry.
+
+Instances sharing the database write one invoice at once: lines come from every partition of
+`eligibility.confirmed`, payments from another. So each batch that touches an invoice locks its
+row first (`SELECT ... FOR UPDATE` in the batch's preload, in invoice-id order so that batches
+never wait on each other crosswise) and holds it until commit. A lock, not atomic increments or
+sums over the lines, because activation is one decision over three things (total, paid, lines
+still waiting) that must not change while it is made; under the lock plain arithmetic is safe
+and a payment sees every line. SQLite ignores FOR UPDATE: its writers take turns anyway.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from datetime import date
+from typing import Protocol
 
 from faststream import Context
+from sqlalchemy import Table, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
 from lindung_billing.db import ExpiryAlert, Invoice, InvoiceLine, Payment, Program
-from lindung_billing.domain import alert_id, alert_windows_due, contribution_line, invoice_id_for
+from lindung_billing.domain import (
+    alert_id,
+    alert_windows_due,
+    contribution_line,
+    invoice_id_for,
+    is_paid_up,
+)
 from lindung_contracts import (
     ContributionInvoiced,
     CoverageActivated,
@@ -47,13 +67,49 @@ async def on_program_published(program: ProgramPublished, uow: UnitOfWork = Cont
 
 
 async def preload_lines(confirmations: list[EligibilityConfirmed], uow: UnitOfWork) -> None:
+    """Load the batch's lines, and open and lock the invoices it will add lines to."""
     await uow.preload(InvoiceLine, InvoiceLine.worker_id, [c.worker_id for c in confirmations])
+    known = [
+        program_id
+        for program_id in sorted({c.program_id for c in confirmations})
+        if await uow.get(Program, program_id) is not None  # unknown ones wait: NotReadyYet
+    ]
+    await _open_invoices(uow, known)
+    await _lock_invoices(uow, (invoice_id_for(program_id) for program_id in known))
+
+
+async def preload_payments(payments: list[PaymentReceived], uow: UnitOfWork) -> None:
+    """Lock the invoices the batch pays, before any handler reads them."""
+    await _lock_invoices(uow, (p.invoice_id for p in payments))
+
+
+async def _open_invoices(uow: UnitOfWork, program_ids: list[str]) -> None:
+    """Create the programmes' invoices that do not exist yet, in one statement that leaves an
+    existing one alone: two instances opening the same invoice at once both go on, instead of
+    one failing on the primary key and retrying its whole batch."""
+    if not program_ids:
+        return
+    connection = await uow.session.connection()
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    rows = [
+        {"invoice_id": invoice_id_for(p), "program_id": p, "total_idr": 0, "paid_idr": 0}
+        for p in sorted(program_ids, key=invoice_id_for)  # one order: no crosswise waits
+    ]
+    await connection.execute(dialect.insert(Invoice).on_conflict_do_nothing(), rows)
+
+
+async def _lock_invoices(uow: UnitOfWork, invoice_ids: Iterable[str]) -> None:
+    """Lock each invoice row until commit, in invoice-id order (see the module's docstring);
+    later `uow.get(Invoice, id, for_update=True)` calls answer from the batch's locked rows."""
+    for invoice_id in sorted(set(invoice_ids)):
+        await uow.get(Invoice, invoice_id, for_update=True)
 
 
 async def on_eligibility_confirmed(
     confirmed: EligibilityConfirmed, uow: UnitOfWork = Context("uow")
 ) -> None:
-    """Add the worker's line to the programme term's invoice."""
+    """Add the worker's line to the programme term's invoice (locked: see the module's
+    docstring); if the sponsor has already paid for it, the line is active at once."""
     if await uow.get(InvoiceLine, confirmed.worker_id) is not None:
         return
     program = await uow.get(Program, confirmed.program_id)
@@ -63,7 +119,7 @@ async def on_eligibility_confirmed(
         program.reported_income_idr, confirmed.coverage_start, confirmed.coverage_end
     )
     invoice_id = invoice_id_for(program.program_id)
-    invoice = await uow.get(Invoice, invoice_id) or Invoice(
+    invoice = await uow.get(Invoice, invoice_id, for_update=True) or Invoice(
         invoice_id=invoice_id, program_id=program.program_id
     )
     invoice.total_idr += line.amount_idr
@@ -94,15 +150,16 @@ async def on_eligibility_confirmed(
             components=line.components,
         )
     )
-    if invoice.paid_idr >= invoice.total_idr:  # the sponsor already paid enough for this line
-        _activate(uow, row)
+    if is_paid_up(invoice.paid_idr, invoice.total_idr):  # paid ahead, this line included
+        row.activated_at = uow.now()
+        _emit_activated(uow, row)
     log.debug("contribution_invoiced", nik=mask_nik(confirmed.nik), amount_idr=line.amount_idr)
 
 
 async def on_payment_received(payment: PaymentReceived, uow: UnitOfWork = Context("uow")) -> None:
-    """Record the payment; once the invoice is covered, activate every line waiting on it."""
-    session = uow.session
-    invoice = await uow.get(Invoice, payment.invoice_id)
+    """Record the payment; once the invoice is covered, activate every line waiting on it
+    (the invoice is locked: see the module's docstring)."""
+    invoice = await uow.get(Invoice, payment.invoice_id, for_update=True)
     if invoice is None:
         raise UnknownInvoice(f"no invoice {payment.invoice_id!r}")
     if await uow.get(Payment, (payment.invoice_id, payment.reference)) is not None:
@@ -118,7 +175,7 @@ async def on_payment_received(payment: PaymentReceived, uow: UnitOfWork = Contex
     )
     invoice.paid_idr += payment.amount_idr
     uow.add(invoice)
-    if invoice.paid_idr < invoice.total_idr:
+    if not is_paid_up(invoice.paid_idr, invoice.total_idr):
         log.warning(
             "invoice_partly_paid",
             invoice_id=invoice.invoice_id,
@@ -126,23 +183,47 @@ async def on_payment_received(payment: PaymentReceived, uow: UnitOfWork = Contex
             total_idr=invoice.total_idr,
         )
         return
-    await uow.flush()  # lines activated earlier in this batch are not waiting any more
-    waiting = (
-        await session.exec(
-            select(InvoiceLine).where(
-                InvoiceLine.invoice_id == invoice.invoice_id,
-                col(InvoiceLine.activated_at).is_(None),
-            )
+    activated = await _activate_waiting_lines(uow, invoice.invoice_id)
+    log.info("invoice_paid", invoice_id=invoice.invoice_id, activated=activated)
+
+
+async def _activate_waiting_lines(uow: UnitOfWork, invoice_id: str) -> int:
+    """Activate the invoice's lines not active yet, in one statement that says which it changed:
+    each of those gets its CoverageActivated, and a line is never activated (nor announced) twice,
+    even by a second payment of the same batch."""
+    await uow.flush()  # lines created earlier in this transaction are waiting too
+    table: Table = InvoiceLine.__table__  # type: ignore[attr-defined]
+    lines = table.c
+    activate = (
+        update(table)
+        .where(lines.invoice_id == invoice_id, lines.activated_at.is_(None))
+        .values(activated_at=uow.now())
+        .returning(
+            lines.worker_id,
+            lines.program_id,
+            lines.nik,
+            lines.coverage_start,
+            lines.coverage_end,
+            lines.invoice_id,
         )
-    ).all()
-    for line in waiting:
-        _activate(uow, line)
-    log.info("invoice_paid", invoice_id=invoice.invoice_id, activated=len(waiting))
+    )
+    connection = await uow.session.connection()
+    activated = (await connection.execute(activate)).all()
+    for line in activated:
+        _emit_activated(uow, line)
+    return len(activated)
 
 
-def _activate(uow: UnitOfWork, line: InvoiceLine) -> None:
-    line.activated_at = uow.now()
-    uow.add(line)
+class _ActivatedLine(Protocol):
+    worker_id: str
+    program_id: str
+    nik: str
+    coverage_start: date
+    coverage_end: date
+    invoice_id: str
+
+
+def _emit_activated(uow: UnitOfWork, line: _ActivatedLine) -> None:
     uow.emit(
         CoverageActivated(
             worker_id=line.worker_id,
