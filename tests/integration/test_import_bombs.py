@@ -33,22 +33,30 @@ HEADROOM_MIB = POD_LIMIT_MIB - 157
 HEADER = "NIK,Nama Lengkap,Tanggal Lahir,Jenis Kelamin,Pekerjaan,Desa/Kelurahan,Kecamatan,No HP"
 ROW = "5318010101900001,Ana,01/01/1990,P,Petani,Kalena Wanno,Kota Tambolaka,081234567890"
 
+# The child's peak is its memory map's high-water mark (VmHWM), which starts afresh at exec: Linux
+# carries ru_maxrss over exec, so a child of a large pytest process would report the parent's.
 CHILD = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
 import lindung_registration.app  # noqa: F401  (the service's own baseline)
 from lindung_registration.imports import limits_of
 from lindung_registration.settings import RegistrationSettings
 from lindung_registration.spreadsheet import SpreadsheetError, read_rows
 
-baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def vm_hwm_kib():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+baseline = vm_hwm_kib()
 rows, error = 0, None
 try:
     for _ in read_rows(Path(sys.argv[1]), sys.argv[2], limits_of(RegistrationSettings())):
         rows += 1
 except SpreadsheetError as e:
     error = str(e)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = vm_hwm_kib()
 print(json.dumps({"rows": rows, "error": error, "baseline_kib": baseline, "peak_kib": peak}))
 """
 
