@@ -58,10 +58,12 @@ test: lint typecheck
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
 
 # The integration and end-to-end tests again, each service on a fresh PostgreSQL database of a
-# throwaway server on loopback (.ci/postgres.sh installs Debian's packages when missing).
+# throwaway server on loopback (.ci/postgres.sh installs Debian's packages when missing), and the
+# chaos scenario that scales every service out to two instances sharing that database.
 test-postgres: bootstrap
 	eval "$$(.ci/postgres.sh start)" && \
 	  $(VENV)/bin/pytest tests/unit/test_migrations.py tests/integration tests/e2e \
+	    tests/chaos/test_scale_out_kill_9.py \
 	    -m "not sqlite_only and not slow" $(PYTEST_ARGS); \
 	  status=$$?; .ci/postgres.sh stop; exit $$status
 

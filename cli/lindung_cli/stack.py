@@ -4,6 +4,11 @@ Starts the embedded broker when `KAFKA_BOOTSTRAP_SERVERS` is unset and an SMTP s
 SMTP: `SMTP_SECURITY=none`) when `SMTP_HOST` is unset, then runs each service as its own process
 (as in production, where each is `lindung service NAME`), restarting one that dies, and stops them
 gracefully (SIGTERM) on exit. Each serves /readyz and /metrics on its own admin port.
+
+`Stack(..., instances=N)` runs N processes of each service (one, for `lindung up`): they share the
+service's database (`<SERVICE>_DATABASE_URL`, which must then be one a second process can share,
+i.e. PostgreSQL) and its consumer groups, and each has its own log file (`<service>-<i>.log`) and
+admin port; the chaos tests use it to scale out.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
@@ -47,6 +52,9 @@ class StackSettings(LindungSettings):
 
 @dataclass
 class Child:
+    """One service process. `label` names it: the service's name, or `<service>-<i>` (i from 1)
+    when the stack runs several instances of each service."""
+
     name: str
     log_path: Path
     http_port: int = 0
@@ -54,11 +62,26 @@ class Child:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     log_handle: IO[bytes] | None = field(default=None, repr=False)
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.name
 
 
 class Stack:
-    def __init__(self, settings: StackSettings, services: tuple[str, ...] = SERVICES) -> None:
+    def __init__(
+        self,
+        settings: StackSettings,
+        services: tuple[str, ...] = SERVICES,
+        *,
+        instances: int = 1,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        if instances < 1:
+            raise ValueError(f"instances must be at least 1, not {instances}")
         self.settings = settings
+        self.instances = instances
+        self.extra_env = dict(extra_env or {})
         self.data_dir = settings.data_dir.resolve()
         self.logs = self.data_dir / "logs"
         self.broker: EmbeddedKafka | None = None
@@ -67,10 +90,14 @@ class Stack:
         self.smtp_host = settings.smtp_host or ""
         self.smtp_port = settings.smtp_port or 25
         self.smtp_security = settings.smtp_security
-        self.children = [
-            Child(name, self.logs / f"{name}.log", self._http_port_for(name), free_port())
-            for name in services
-        ]
+        self.children = []
+        for name in services:
+            for i in range(instances):
+                label = name if instances == 1 else f"{name}-{i + 1}"
+                http_port = self._http_port_for(name) if i == 0 else free_port()
+                self.children.append(
+                    Child(name, self.logs / f"{label}.log", http_port, free_port(), label=label)
+                )
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -82,8 +109,8 @@ class Stack:
 
     @property
     def registration_url(self) -> str | None:
-        ports = {c.name: c.http_port for c in self.children}
-        return f"http://127.0.0.1:{ports['registration']}" if "registration" in ports else None
+        first = next((c for c in self.children if c.name == "registration"), None)
+        return f"http://127.0.0.1:{first.http_port}" if first else None
 
     @property
     def maildir(self) -> Path | None:
@@ -123,7 +150,7 @@ class Stack:
                     "kafka_bootstrap_servers": self.bootstrap_servers,
                     "registration_url": self.registration_url,
                     "admin_urls": {
-                        c.name: f"http://127.0.0.1:{c.admin_port}" for c in self.children
+                        c.label: f"http://127.0.0.1:{c.admin_port}" for c in self.children
                     },
                     "pid": os.getpid(),
                 }
@@ -133,6 +160,7 @@ class Stack:
 
     def _child_env(self, child: Child) -> dict[str, str]:
         env = dict(os.environ)
+        env.update(self.extra_env)
         env["HTTP_PORT"] = str(child.http_port)
         env["ADMIN_PORT"] = str(child.admin_port)
         if self.smtp_security:
@@ -159,7 +187,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # we forward signals ourselves, once, in order
         )
-        log.info("service_process_started", service=child.name, pid=child.process.pid)
+        log.info("service_process_started", service=child.label, pid=child.process.pid)
 
     async def _supervise(self) -> None:
         """Restart a service that died, with backoff; a crash loop is visible in the logs."""
@@ -172,7 +200,7 @@ class Stack:
                 delay = min(30.0, 0.5 * 2 ** min(child.restarts, 6))
                 log.error(
                     "service_process_died",
-                    service=child.name,
+                    service=child.label,
                     exit_code=child.process.returncode,
                     restart_in_s=delay,
                     log=str(child.log_path),
@@ -182,10 +210,19 @@ class Stack:
                     self._spawn(child)
 
     def child(self, name: str) -> Child:
-        return next(c for c in self.children if c.name == name)
+        """The process labelled `name`, else the first instance of the service `name`."""
+        return next(
+            (c for c in self.children if c.label == name),
+            next((c for c in self.children if c.name == name), None),
+        ) or _no_such_child(name)
+
+    def instances_of(self, name: str) -> list[Child]:
+        """Every process of the service `name` (or the one labelled `name`)."""
+        return [c for c in self.children if name in (c.name, c.label)]
 
     def admin_url(self, name: str) -> str:
-        """Where the service serves /readyz, /metrics and the API docs."""
+        """Where the service (its first instance, or the process labelled `name`) serves /readyz,
+        /metrics and the API docs."""
         return f"http://127.0.0.1:{self.child(name).admin_port}"
 
     async def readyz(self, name: str) -> int | None:
@@ -206,7 +243,8 @@ class Stack:
         starting together on two cores, so a fixed sleep is either wasted or too short.)
         """
         deadline = time.monotonic() + timeout
-        for name in names or [c.name for c in self.children]:
+        labels = [c.label for n in names for c in self.instances_of(n)] if names else None
+        for name in labels or [c.label for c in self.children]:
             while (status := await self.readyz(name)) != 200:
                 if time.monotonic() > deadline:
                     raise TimeoutError(
@@ -216,7 +254,7 @@ class Stack:
                 await asyncio.sleep(0.2)
 
     def alive(self) -> dict[str, bool]:
-        return {c.name: c.process is not None and c.process.poll() is None for c in self.children}
+        return {c.label: c.process is not None and c.process.poll() is None for c in self.children}
 
     async def stop(self, grace_seconds: float = 20.0) -> None:
         self._stopping = True
@@ -232,7 +270,7 @@ class Stack:
             while child.process.poll() is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             if child.process.poll() is None:
-                log.warning("service_process_killed", service=child.name)
+                log.warning("service_process_killed", service=child.label)
                 child.process.kill()
                 child.process.wait()
             if child.log_handle is not None:
@@ -243,6 +281,10 @@ class Stack:
         if self.broker is not None:
             self.broker.stop()
         (self.data_dir / STACK_FILE).unlink(missing_ok=True)
+
+
+def _no_such_child(name: str) -> Child:
+    raise KeyError(f"no service process {name!r} in this stack")
 
 
 def resolve_bootstrap(settings: LindungSettings) -> str:

@@ -27,6 +27,7 @@ import csv
 import email
 import email.policy
 import io
+import json
 import os
 import signal
 import sqlite3
@@ -34,6 +35,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiosmtpd.controller import Controller
 
 from lindung_cli.funnel import FUNNEL_TOPICS
@@ -299,22 +302,66 @@ class MailServer:
 # --- the system under test ----------------------------------------------------------------------
 
 
+#: Loaded by every service process of a scaled-out System (PYTHONPATH): it appends each
+#: consumer's partition assignment, as the group coordinator handed it out, to
+#: $LINDUNG_CHAOS_ASSIGNMENTS/<pid>.jsonl. (Tansu answers DescribeGroups with the members but
+#: without their assignments, so the harness asks the consumers themselves.)
+ASSIGNMENT_HOOK = '''"""Chaos harness hook (tests/chaos/kit.py): records partition assignments."""
+import json, os, time
+
+_dir = os.environ.get("LINDUNG_CHAOS_ASSIGNMENTS")
+if _dir:
+    from aiokafka.consumer.subscription_state import SubscriptionState
+
+    _assign = SubscriptionState.assign_from_subscribed
+
+    def _recording(self, assignment):
+        _assign(self, assignment)
+        line = {
+            "pid": os.getpid(),
+            "consumer": id(self),
+            "topics": sorted(self.topics or ()),
+            "partitions": sorted([tp.topic, tp.partition] for tp in assignment),
+            "at": time.time(),
+        }
+        with open(os.path.join(_dir, f"{os.getpid()}.jsonl"), "a") as out:
+            out.write(json.dumps(line) + "\\n")
+
+    SubscriptionState.assign_from_subscribed = _recording
+'''
+
+
 class System:
-    """Broker process + SMTP server + the four services as supervised processes."""
+    """Broker process + SMTP server + the four services as supervised processes (`instances`
+    processes of each; more than one needs a database they can share: run on PostgreSQL)."""
 
     def __init__(
         self,
         work: Path,
         *,
         services: tuple[str, ...] = SERVICES,
+        instances: int = 1,
     ) -> None:
         self.work = work
         self.data_dir = work / "lindung"
         self.broker = EmbeddedKafka(work / "broker.log")
         self.mail = MailServer()
         self.services = services
+        self.instances = instances
+        self.assignment_dir = work / "assignments"
         self.stack: Stack | None = None
         self.started = time.monotonic()
+
+    def _extra_env(self) -> dict[str, str]:
+        """For several instances: the assignment hook (see ASSIGNMENT_HOOK)."""
+        if self.instances == 1:
+            return {}
+        hooks = self.work / "hooks"
+        hooks.mkdir(parents=True, exist_ok=True)
+        (hooks / "sitecustomize.py").write_text(ASSIGNMENT_HOOK)
+        self.assignment_dir.mkdir(parents=True, exist_ok=True)
+        path = os.pathsep.join(p for p in (str(hooks), os.environ.get("PYTHONPATH")) if p)
+        return {"PYTHONPATH": path, "LINDUNG_CHAOS_ASSIGNMENTS": str(self.assignment_dir)}
 
     @property
     def bootstrap(self) -> str:
@@ -334,6 +381,8 @@ class System:
                 registration_http_port=0,
             ),
             services=self.services,
+            instances=self.instances,
+            extra_env=self._extra_env(),
         )
         await self.stack.start()
         await self.wait_ready()
@@ -360,8 +409,14 @@ class System:
         return self.stack.alive()
 
     def restarts(self) -> dict[str, int]:
+        """Per process label (the service's name when it runs one instance)."""
         assert self.stack is not None
-        return {c.name: c.restarts for c in self.stack.children}
+        return {c.label: c.restarts for c in self.stack.children}
+
+    def labels(self, services: Sequence[str] | None = None) -> list[str]:
+        """The service processes' labels, e.g. ["billing-1", "billing-2"] for two instances."""
+        assert self.stack is not None
+        return [c.label for c in self.stack.children if c.name in (services or self.services)]
 
     # readiness ----------------------------------------------------------------------------------
 
@@ -377,7 +432,8 @@ class System:
     # faults -------------------------------------------------------------------------------------
 
     def kill(self, name: str) -> int:
-        """SIGKILL the service's process (no shutdown hook runs); the supervisor restarts it."""
+        """SIGKILL the service's process (or the instance labelled `name`; no shutdown hook runs);
+        the supervisor restarts it."""
         process = self.child(name).process
         assert process is not None and process.poll() is None, f"{name} is not running"
         os.kill(process.pid, signal.SIGKILL)
@@ -450,14 +506,87 @@ class System:
         return self.data_dir / f"{service}.db"
 
     def query(self, service: str, sql: str) -> list[tuple[Any, ...]]:
+        """Read the service's database: its SQLite file, or the PostgreSQL database its processes
+        were given (`<SERVICE>_DATABASE_URL`, set by tests/conftest.py on PostgreSQL runs)."""
+        url = os.environ.get(f"{service.upper()}_DATABASE_URL", "")
+        if url.startswith("postgresql"):
+            return _postgres_query(url, sql)
         with sqlite3.connect(f"file:{self.db(service)}?mode=ro", uri=True, timeout=30) as conn:
             return list(conn.execute(sql).fetchall())
+
+    # scale-out ----------------------------------------------------------------------------------
+
+    def assignments(self) -> dict[str, dict[str, list[int]]]:
+        """Per consumer group, the partitions each live process holds now (its latest assignment,
+        as recorded by ASSIGNMENT_HOOK): {"lindung-billing.x": {"billing-1": [0, 2], ...}}."""
+        assert self.stack is not None
+        result: dict[str, dict[str, list[int]]] = defaultdict(dict)
+        for child in self.stack.children:
+            process = child.process
+            if process is None or process.poll() is not None:
+                continue
+            path = self.assignment_dir / f"{process.pid}.jsonl"
+            latest: dict[int, dict[str, Any]] = {}
+            if path.exists():
+                for line in path.read_text().splitlines():
+                    entry = json.loads(line)
+                    latest[entry["consumer"]] = entry
+            for entry in latest.values():
+                for topic in entry["topics"]:
+                    result[group(child.name, topic)][child.label] = sorted(
+                        p for t, p in entry["partitions"] if t == topic
+                    )
+        return dict(result)
+
+    async def group_members(self) -> dict[str, int]:
+        """Per consumer group of the system, how many members the broker lists (DescribeGroups,
+        one group per request: Tansu 0.6.0 answers a request for several with a response aiokafka
+        cannot decode)."""
+        members: dict[str, int] = {}
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            for service in self.services:
+                for topic in CONSUMES[service]:
+                    name = group(service, topic)
+                    for response in await admin.describe_consumer_groups([name]):
+                        for entry in response.groups:
+                            members[entry[1]] = len(entry[5])
+        finally:
+            await admin.close()
+        return members
+
+    def acknowledged(self) -> dict[str, set[str]]:
+        """Per topic, the ids of the events the services' relays had the broker acknowledge (their
+        outbox rows marked sent)."""
+        acked: dict[str, set[str]] = defaultdict(set)
+        for service in self.services:
+            for topic, ce_id in self.query(
+                service, "SELECT topic, event_id FROM outbox WHERE published_at IS NOT NULL"
+            ):
+                acked[topic].add(ce_id)
+        return dict(acked)
 
     def unsent_outbox(self) -> dict[str, int]:
         return {
             name: self.query(name, "SELECT count(*) FROM outbox WHERE published_at IS NULL")[0][0]
             for name in self.services
         }
+
+
+def _postgres_query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """One query on PostgreSQL, from sync code that may run inside the test's event loop."""
+    import asyncpg
+
+    async def run() -> list[tuple[Any, ...]]:
+        connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return [tuple(row) for row in await connection.fetch(sql)]
+        finally:
+            await connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(run())).result()
 
 
 async def until(
@@ -482,6 +611,10 @@ async def until(
                 extra = await extra
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} ({extra})")
         await asyncio.sleep(every)
+
+
+#: `until`, or something called like it (Redriver.until).
+Waiter = Callable[..., Awaitable[Any]]
 
 
 # --- the census ---------------------------------------------------------------------------------
@@ -671,6 +804,13 @@ def judge(
     detail["dup: invoice total != sum of its lines"] = int(
         sum(t for (t,) in invoices) != line_total or line_total != sum(census.amounts.values())
     )
+    per_invoice = system.query(
+        "billing",
+        "SELECT i.invoice_id FROM invoice i LEFT JOIN invoice_line l ON l.invoice_id = "
+        "i.invoice_id GROUP BY i.invoice_id, i.total_idr "
+        "HAVING i.total_idr != coalesce(sum(l.amount_idr), 0)",
+    )
+    detail["dup: an invoice's total != the sum of that invoice's lines"] = len(per_invoice)
     [(seats,)] = system.query(
         "eligibility", f"SELECT confirmed_count FROM program WHERE program_id = '{PROGRAM}'"
     )
@@ -715,11 +855,14 @@ async def drive_lifecycle_after_invoices(
     *,
     timeout: float,
     during_alerts: Callable[[], Awaitable[None]] | None = None,
+    wait: Waiter | None = None,
 ) -> None:
-    """Pay the invoice, then start the alert day; wait for activation, alerts and the digest."""
+    """Pay the invoice, then start the alert day; wait for activation, alerts and the digest
+    (with `wait`, e.g. a Redriver's, else `until`)."""
+    wait = wait or until
     amount = sum(census.amounts.values())
     await publish(system.bootstrap, [workload.payment(amount)])
-    await until(
+    await wait(
         lambda: _refreshed(census, lambda c: len(c.activated) >= len(c.invoiced)),
         timeout=timeout,
         what="every invoiced worker activated",
@@ -729,7 +872,7 @@ async def drive_lifecycle_after_invoices(
     await publish(system.bootstrap, [workload.alert_day()])
     if during_alerts is not None:
         await during_alerts()
-    await until(
+    await wait(
         lambda: _refreshed(
             census, lambda c: bool(c.digests) and bool(system.mail.mailbox.accepted)
         ),
@@ -744,9 +887,11 @@ async def _refreshed(census: Census, check: Callable[[Census], bool]) -> bool:
     return check(await census.refresh())
 
 
-async def wait_for_decisions(census: Census, workload: Workload, timeout: float) -> None:
+async def wait_for_decisions(
+    census: Census, workload: Workload, timeout: float, wait: Waiter | None = None
+) -> None:
     """Every request answered (registered or rejected), every worker decided and, if confirmed,
-    invoiced."""
+    invoiced (waiting with `wait`, e.g. a Redriver's, else `until`)."""
     valid = len(workload.valid_niks)
     invalid = len(workload.invalid_ids)
 
@@ -758,7 +903,7 @@ async def wait_for_decisions(census: Census, workload: Workload, timeout: float)
             and len(c.invoiced) >= len(c.confirmed)
         )
 
-    await until(
+    await (wait or until)(
         lambda: _refreshed(census, done),
         timeout=timeout,
         what="every request registered or rejected, decided and invoiced",
@@ -783,3 +928,138 @@ async def raw_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **options)
     await producer.start()
     return producer
+
+
+# --- the broker's own losses (scale-out) -------------------------------------------------------
+
+
+@dataclass
+class BrokerAudit:
+    """What the services' relays had acknowledged by the broker against what its topics hold.
+
+    Tansu 0.6.0 can give two acknowledged records one offset when several producers write a
+    partition at once (bench/broker_offsets.py), and two instances of a service are two producers:
+    a record may then be missing from the topic although the broker acknowledged it (Lindung
+    marked it sent), or be read from the start yet skipped by a consumer group that resumes from
+    a committed offset. Neither is Lindung's loss; `lindung outbox replay` repairs both.
+    """
+
+    acknowledged: int
+    records: int
+    missing: dict[str, int]  # per topic: acknowledged event ids not on the topic
+    shared_offsets: dict[str, int]  # per topic: records read at an offset another record has
+
+    @property
+    def lost(self) -> int:
+        return sum(self.missing.values())
+
+    @property
+    def shared(self) -> int:
+        return sum(self.shared_offsets.values())
+
+    def line(self) -> str:
+        missing = f" {self.missing}" if self.missing else ""
+        shared = f" {self.shared_offsets}" if self.shared_offsets else ""
+        return (
+            f"broker: {self.acknowledged:,} records acknowledged to the relays, {self.records:,} "
+            f"read back; acknowledged but not on the topic {self.lost}{missing}; "
+            f"records sharing an offset {self.shared}{shared}"
+        )
+
+
+async def audit_broker(system: System) -> BrokerAudit:
+    acked = system.acknowledged()
+    on_topic: dict[str, set[str]] = defaultdict(set)
+    offsets: Counter[tuple[str, int, int]] = Counter()
+    records = 0
+    async with TopicReader(system.bootstrap, sorted(acked)) as reader:
+        for record in await reader.read_new():
+            records += 1
+            on_topic[record.topic].add(record.headers.get("ce_id", ""))
+            offsets[(record.topic, record.partition, record.offset)] += 1
+    shared: Counter[str] = Counter()
+    for (topic, _, _), count in offsets.items():
+        if count > 1:
+            shared[topic] += count - 1
+    missing = {t: len(ids - on_topic[t]) for t, ids in acked.items() if ids - on_topic[t]}
+    return BrokerAudit(sum(len(i) for i in acked.values()), records, missing, dict(shared))
+
+
+class Redriver:
+    """`until` that repairs the broker's losses: when the system has gone quiet (every group
+    committed to the end, every outbox drained, every process up, nothing new on the topics for
+    `quiet` seconds) but the awaited state has not come, it audits the broker, then re-drives as
+    an operator would: `lindung outbox replay --since` the run's start, and the upstream inputs
+    again under their own ids. Each re-drive is kept (`redrives`) with its audit; a loss that
+    re-driving does not repair still times out, as Lindung's own."""
+
+    def __init__(
+        self,
+        system: System,
+        census: Census,
+        workload: Workload,
+        since: datetime,
+        quiet: float = 30.0,
+    ) -> None:
+        self.system = system
+        self.census = census
+        self.workload = workload
+        self.since = since
+        self.quiet = quiet
+        self.redrives: list[tuple[str, BrokerAudit]] = []
+
+    async def quiescent(self) -> bool:
+        return (
+            all(self.system.alive_now().values())
+            and not any(self.system.unsent_outbox().values())
+            and not await self.system.total_lag()
+        )
+
+    async def redrive(self, what: str) -> None:
+        audit = await audit_broker(self.system)
+        say(
+            f"stalled at {self.system.elapsed():.0f}s waiting for {what} "
+            f"({self.census.progress()}); {audit.line()}; re-driving"
+        )
+        self.redrives.append((what, audit))
+        await self.system.lindung(
+            "outbox", "replay", "--since", self.since.strftime("%Y-%m-%d %H:%M:%S")
+        )
+        await publish(self.system.bootstrap, self.workload.setup())
+        answered = set(self.census.nik_of.values()) | set(self.census.rejected_requests)
+        unanswered = [
+            r
+            for r in self.workload.requests
+            if r.event.nik not in answered and r.event_id not in answered
+        ]
+        if unanswered:
+            await publish_requests(self.system.bootstrap, unanswered)
+
+    async def until(
+        self,
+        probe: Callable[[], Any],
+        *,
+        timeout: float,
+        what: str,
+        every: float = 0.5,
+        detail: Callable[[], Any] | None = None,
+    ) -> Any:
+        last = ""
+        changed = time.monotonic()
+
+        async def probe_or_redrive() -> Any:
+            nonlocal last, changed
+            value = probe()
+            if isinstance(value, Awaitable):
+                value = await value
+            if value:
+                return value
+            now, state = time.monotonic(), f"{self.census.progress()} {self.census.records}"
+            if state != last:
+                last, changed = state, now
+            elif now - changed > self.quiet and await self.quiescent():
+                await self.redrive(what)
+                changed = time.monotonic()
+            return value
+
+        return await until(probe_or_redrive, timeout=timeout, what=what, every=every, detail=detail)
