@@ -24,12 +24,13 @@ from lindung_contracts import (
 from lindung_eligibility.app import create_service
 from lindung_eligibility.db import Decision, Program
 from lindung_eligibility.settings import EligibilitySettings
-from lindung_runtime import FixedClock, Service
+from lindung_runtime import FixedClock, Service, UnitOfWork
 from lindung_runtime.outbox import InboxMessage, OutboxMessage
 from tests.unit.handler_kit import (
     PROGRAM,
     QUICK_GIVE_UP,
     DeadLetters,
+    deliver_batch,
     emitted,
     founding_program,
     publish,
@@ -296,3 +297,37 @@ async def test_worker_waits_for_a_programme_that_arrives_while_it_is_retried(
 
     assert service.dead_lettered == 0
     assert [c.worker_id for c in await emitted(service, EligibilityConfirmed)] == [early.worker_id]
+
+
+async def test_batch_locks_its_programmes_in_id_order_before_deciding(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two instances whose batches span the same programmes must lock them in one order, else
+    each waits for the other's (PostgreSQL aborts one as a deadlock). So the batch locks every
+    programme it takes seats in, sorted, before its first decision."""
+    other = "aaa-pekerja-rentan-2025q4"  # sorts before PROGRAM
+    steps: list[tuple[str, str]] = []
+    get, create = UnitOfWork.get, UnitOfWork.create
+
+    async def spy_get(uow: UnitOfWork, model: Any, key: Any, *, for_update: bool = False) -> Any:
+        if model is Program and for_update and ("lock", key) not in steps:
+            steps.append(("lock", key))
+        return await get(uow, model, key, for_update=for_update)
+
+    def spy_create(uow: UnitOfWork, model: Any, **values: Any) -> Any:
+        if model is Decision:
+            steps.append(("decide", values["program_id"]))
+        return create(uow, model, **values)
+
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, program())
+        await publish(br, program(other))
+        monkeypatch.setattr(UnitOfWork, "get", spy_get)
+        monkeypatch.setattr(UnitOfWork, "create", spy_create)
+        await deliver_batch(
+            service, [registered(1), registered(2, program_id=other), registered(3)]
+        )
+
+    assert steps[:2] == [("lock", other), ("lock", PROGRAM)]
+    assert sorted(steps[2:]) == [("decide", other), ("decide", PROGRAM), ("decide", PROGRAM)]
+    assert len(await emitted(service, EligibilityConfirmed)) == 3

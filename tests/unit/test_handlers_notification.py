@@ -14,6 +14,7 @@ from faststream.kafka import TestKafkaBroker
 from pydantic import ValidationError
 
 from lindung_contracts import CoverageExpiring, DigestSent, ProgramPublished
+from lindung_notification import mailer
 from lindung_notification.app import create_service
 from lindung_notification.db import Digest, DigestEntry, Program
 from lindung_notification.handlers import DigestDispatcher
@@ -189,17 +190,31 @@ async def test_incomplete_window_is_sent_after_the_quiet_period(
 async def test_alert_after_the_digest_was_sent_does_not_reopen_it(
     service: Service, smtp: SmtpServer
 ) -> None:
+    """A sent digest keeps what it mailed; a worker alerted later (billing activated them after
+    the window's first alerts) is mailed in a follow-up, and one already mailed is not again."""
     smtp.start()
     async with TestKafkaBroker(service.broker) as br:
         await publish(br, program())
         for n in (1, 2, 3):
             await publish(br, expiring(n))
         assert await dispatcher(service).dispatch_ready() == 1
-        await publish(br, expiring(4))
+        await publish(br, expiring(1))  # re-announced after the mail: nothing to add
+        await publish(br, expiring(4, size=4))
 
-    assert len(await rows(service, DigestEntry)) == 3
+    assert sorted((e.digest_id, e.nik[-1]) for e in await rows(service, DigestEntry)) == [
+        (WINDOW, "1"),
+        (WINDOW, "2"),
+        (WINDOW, "3"),
+        (f"{WINDOW}#2", "4"),
+    ]
+    assert await dispatcher(service).dispatch_ready() == 1
     assert await dispatcher(service).dispatch_ready() == 0
-    assert len(smtp.inbox.envelopes) == 1
+    first, follow_up = smtp.inbox.messages()
+    assert len(attachment_rows(first)) == 3
+    assert [row["nik"] for row in attachment_rows(follow_up)] == ["5318********0004"]
+    assert first["Message-ID"] != follow_up["Message-ID"]
+    sent = await emitted(service, DigestSent)
+    assert [(s.digest_id, s.worker_count) for s in sent] == [(WINDOW, 3), (f"{WINDOW}#2", 1)]
 
 
 async def test_windows_of_one_programme_are_separate_digests(
@@ -347,3 +362,70 @@ def test_programme_names_and_addresses_that_would_break_mail_headers_are_refused
         with pytest.raises(ValidationError):
             program(**bad)
     assert program(name="Perlindungan Pekerja Rentan — Sumba Barat Daya 2025").name
+
+
+# --- the dispatcher's snapshot and late alerts ----------------------------------------------------
+
+
+def mailed_workers(smtp: SmtpServer) -> list[str]:
+    return [row["worker_id"] for m in smtp.inbox.messages() for row in attachment_rows(m)]
+
+
+async def test_alert_gathered_while_the_digest_is_mailed_goes_into_a_follow_up(
+    service: Service, smtp: SmtpServer, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24's race: the dispatcher composes the mail from a snapshot and talks SMTP outside any
+    transaction. A worker gathered in that gap must be mailed (here in a follow-up digest), not
+    left in a digest marked sent with a mail and a worker_count that lack them."""
+    smtp.start()
+    real_send = mailer.send
+    late: list[CoverageExpiring] = []
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, program())
+        await publish(br, expiring(1))
+        await publish(br, expiring(2))
+        clock.at = NOW + timedelta(seconds=61)  # quiet: the window goes out with 2 of its 3
+
+        async def send_while_an_alert_arrives(message: Any, settings: Any) -> None:
+            if not late:  # composed, not yet recorded as sent: the third worker is gathered now
+                late.append(expiring(3))
+                await publish(br, late[0])
+            await real_send(message, settings)
+
+        monkeypatch.setattr(mailer, "send", send_while_an_alert_arrives)
+        assert await dispatcher(service).dispatch_ready() == 1
+        assert late and len(smtp.inbox.envelopes) == 1
+
+    assert await dispatcher(service).dispatch_ready() == 1  # the follow-up: 3 - 2 mailed = 1
+    workers = mailed_workers(smtp)
+    assert sorted(workers) == sorted(expiring(n).worker_id for n in (1, 2, 3))
+    sent = await emitted(service, DigestSent)
+    assert [s.worker_count for s in sent] == [
+        len(attachment_rows(m)) for m in smtp.inbox.messages()
+    ]
+    assert sum(s.worker_count for s in sent) == 3
+    assert len({s.digest_id for s in sent}) == 2
+    assert len({m["Message-ID"] for m in smtp.inbox.messages()}) == 2
+    assert all(row.sent_at is not None for row in await rows(service, Digest))
+
+
+async def test_digest_whose_sender_died_is_resent_as_it_was_and_late_alerts_follow_up(
+    service: Service, smtp: SmtpServer, clock: FixedClock
+) -> None:
+    """A lease that ran out may hide a mail already delivered: the resend (same Message-ID) has
+    the same workers, and a worker alerted meanwhile goes to a follow-up, not into the resend."""
+    smtp.start()
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, program())
+        await publish(br, expiring(1))
+        await publish(br, expiring(2))
+        clock.at = NOW + timedelta(seconds=61)
+        assert await dispatcher(service)._claim(WINDOW)  # an instance leases it, then dies
+        await publish(br, expiring(3))
+
+    clock.at += timedelta(seconds=dispatcher(service).settings.digest_lease_seconds + 1)
+    assert await dispatcher(service).dispatch_ready() == 2
+    resend, follow_up = smtp.inbox.messages()
+    assert resend["Message-ID"] == f"<{WINDOW.replace(':', '.')}@lindung>"
+    assert sorted(row["nik"][-1] for row in attachment_rows(resend)) == ["1", "2"]
+    assert [row["nik"][-1] for row in attachment_rows(follow_up)] == ["3"]

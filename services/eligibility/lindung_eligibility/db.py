@@ -20,7 +20,9 @@ class Program(Table, table=True):
     program_id: str = Field(primary_key=True, max_length=64)
     region_codes: str = Field(description="Comma-separated Kemendagri codes")
     quota: int
-    confirmed_count: int = Field(default=0, description="Seats taken; only ever moved atomically")
+    confirmed_count: int = Field(
+        default=0, description="Seats taken; moved under the row lock (handlers.py)"
+    )
     coverage_start: date
     coverage_end: date
     min_age: int

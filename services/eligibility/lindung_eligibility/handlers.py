@@ -1,4 +1,15 @@
-"""Eligibility's handlers: keep programmes and the business date; decide each registered worker."""
+"""Eligibility's handlers: keep programmes and the business date; decide each registered worker.
+
+A programme's seats are counted on its row (`confirmed_count`), and instances sharing the
+database decide workers of one programme at once (registrations come from every partition). So a
+batch locks the rows of the programmes it will take seats in (`SELECT ... FOR UPDATE` in its
+preload, in programme-id order, so that two batches spanning the same programmes never wait on
+each other crosswise: PostgreSQL would abort one as a deadlock) and holds them until commit. A
+lock, not an atomic `confirmed_count + 1`, because the seat is one decision (is one left?) made
+before the count moves: under the lock the check and the increment see the same count, and a
+batch's later workers see its earlier ones' seats. SQLite ignores FOR UPDATE: its writers take
+turns anyway.
+"""
 
 from __future__ import annotations
 
@@ -60,15 +71,20 @@ async def on_day_started(day: DayStarted, uow: UnitOfWork = Context("uow")) -> N
 
 
 async def preload_decisions(workers: list[WorkerRegistered], uow: UnitOfWork) -> None:
+    """Load the batch's decisions, and lock the programmes its undecided workers may take seats
+    in, in programme-id order (see the module's docstring)."""
     await uow.preload(Decision, Decision.worker_id, [w.worker_id for w in workers])
     await uow.preload(Decision, Decision.nik, [w.nik for w in workers])
+    undecided = [w for w in workers if await uow.get(Decision, w.worker_id) is None]
+    for program_id in sorted({w.program_id for w in undecided}):
+        await uow.get(Program, program_id, for_update=True)
 
 
 async def on_worker_registered(worker: WorkerRegistered, uow: UnitOfWork = Context("uow")) -> None:
     """Confirm or reject, first come first served against the programme's quota."""
     if await uow.get(Decision, worker.worker_id) is not None:
         return
-    # Locked until commit, so concurrent instances take seats one after another.
+    # Locked by the preload until commit (see the module's docstring): this answers from it.
     program = await uow.get(Program, worker.program_id, for_update=True)
     if program is None:
         raise NotReadyYet(f"programme {worker.program_id!r} not published (yet)")

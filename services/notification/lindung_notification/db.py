@@ -28,7 +28,8 @@ class Digest(Table, table=True):
 
     A dispatcher leases the digest (committed) before talking SMTP and clears the lease when it
     records the outcome: a lease that ran out with `sent_at` still empty is a send that may have
-    been delivered; the resend carries the same Message-ID (mailer.py)."""
+    been delivered; the resend carries the same Message-ID (mailer.py). Leased, a digest takes no
+    more workers: those alerted later go to a follow-up, `<window>#2`, `#3`, ... (handlers.py)."""
 
     __tablename__ = "digest"
 

@@ -1,4 +1,16 @@
-"""Notification's handlers gather each alert window's workers; the dispatcher mails the digest."""
+"""Notification's handlers gather each alert window's workers; the dispatcher mails the digest.
+
+A digest closes for good when the dispatcher leases it: the mail is composed from the entries it
+has then, and a lease that runs out is resent with the same Message-ID, so it must keep the same
+content. The lease is taken by a guarded UPDATE of the digest row, and a batch holds the rows of
+the digests it adds to locked until commit (SELECT ... FOR UPDATE; SQLite's writers take turns
+anyway), so a handler either adds its entry before the claim, and the entry is in the mail, or
+sees the lease and adds it to a follow-up digest of the same window (`<window>#2`, `#3`, ...),
+mailed in its turn. Without the lock, a worker gathered while the mail was on its way joined a
+digest then marked sent without them: never mailed, and left out of DigestSent's worker_count.
+A follow-up rather than reopening: the mail already went out; rather than recording which
+entries were mailed: that needs the same lock, plus a column and a sweep for the rest.
+"""
 
 from __future__ import annotations
 
@@ -34,14 +46,45 @@ async def on_program_published(program: ProgramPublished, uow: UnitOfWork = Cont
     uow.add(row)
 
 
+def window_of(alert: CoverageExpiring) -> str:
+    """The alert window's first digest; its follow-ups are `<window>#2`, `#3`, ..."""
+    return alert.alert_id or f"{alert.program_id}:{alert.coverage_end}:{alert.days_left}d"
+
+
+def _chain(window: str, number: int) -> str:
+    return window if number == 1 else f"{window}#{number}"
+
+
+def _is_open(digest: Digest) -> bool:
+    """Still gathering: nobody has leased it to mail it, and it is neither sent nor failed."""
+    return digest.lease_until is None and digest.sent_at is None and digest.failed_at is None
+
+
 async def preload_entries(alerts: list[CoverageExpiring], uow: UnitOfWork) -> None:
+    """Load the batch's entries, and lock its windows' first digests in id order (so that two
+    instances' batches never wait on each other crosswise; follow-ups are locked only under
+    their window's first digest, so they cannot cross either)."""
     await uow.preload(DigestEntry, DigestEntry.worker_id, [a.worker_id for a in alerts])
+    for digest_id in sorted({window_of(a) for a in alerts}):
+        await uow.get(Digest, digest_id, for_update=True)
 
 
 async def on_coverage_expiring(alert: CoverageExpiring, uow: UnitOfWork = Context("uow")) -> None:
     """Add the worker to the window's digest; the dispatcher sends it when complete."""
-    digest_id = alert.alert_id or f"{alert.program_id}:{alert.coverage_end}:{alert.days_left}d"
-    digest = await uow.get(Digest, digest_id)
+    # Its open digest, under the row lock: see the module's docstring.
+    window = window_of(alert)
+    entries = await uow.find(DigestEntry, DigestEntry.worker_id, alert.worker_id)
+    if any(e.digest_id == window or e.digest_id.startswith(f"{window}#") for e in entries):
+        return  # redelivered or re-announced: the worker is gathered already
+    before = 0  # the window's workers in closed digests, mailed or being mailed
+    number = 1
+    while True:
+        digest_id = _chain(window, number)
+        digest = await uow.get(Digest, digest_id, for_update=True)
+        if digest is None or _is_open(digest):
+            break
+        before += len(await uow.find(DigestEntry, DigestEntry.digest_id, digest_id))
+        number += 1
     if digest is None:
         digest = Digest(
             digest_id=digest_id,
@@ -50,23 +93,20 @@ async def on_coverage_expiring(alert: CoverageExpiring, uow: UnitOfWork = Contex
             days_left=alert.days_left,
             updated_at=uow.now(),
         )
-    if digest.sent_at is not None or digest.failed_at is not None:
-        log.warning("alert_after_digest_sent", digest_id=digest_id, worker_id=alert.worker_id)
-        return
-    digest.expected_size = max(digest.expected_size, alert.alert_size)
+        if number > 1:
+            log.info("digest_follow_up", digest_id=digest_id, worker_id=alert.worker_id)
+    digest.expected_size = max(digest.expected_size, alert.alert_size - before)
     digest.updated_at = uow.now()
     uow.add(digest)
-    entries = await uow.find(DigestEntry, DigestEntry.worker_id, alert.worker_id)
-    if not any(entry.digest_id == digest_id for entry in entries):
-        uow.create(
-            DigestEntry,
-            digest_id=digest_id,
-            worker_id=alert.worker_id,
-            nik=alert.nik,
-            full_name=alert.full_name,
-            village=alert.village,
-            district=alert.district,
-        )
+    uow.create(
+        DigestEntry,
+        digest_id=digest_id,
+        worker_id=alert.worker_id,
+        nik=alert.nik,
+        full_name=alert.full_name,
+        village=alert.village,
+        district=alert.district,
+    )
 
 
 class DigestDispatcher:
