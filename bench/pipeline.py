@@ -301,7 +301,7 @@ CASES = [
     ServiceCase(
         "registration",
         topics.REGISTRATION_REQUESTED,
-        lambda n: [],
+        lambda n: [program(n)],  # registration checks requests against the programme
         lambda n: [registration_request(i) for i in range(n)],
     ),
     ServiceCase(

@@ -289,13 +289,18 @@ class MailServer:
             self._controller = None
 
     def digest_rows(self) -> list[list[dict[str, str]]]:
-        """The CSV rows of each accepted digest mail."""
+        """The CSV rows of each accepted digest mail, every raw delivery counted."""
+        return [rows for _, rows in self.digest_mails()]
+
+    def digest_mails(self) -> list[tuple[str, list[dict[str, str]]]]:
+        """(Message-ID, CSV rows) of each accepted digest mail, every raw delivery counted: a
+        digest's resend carries its Message-ID, a follow-up digest of the window its own."""
         result = []
         for message in self.mailbox.accepted:
             [attachment] = list(message.iter_attachments())
             content = attachment.get_content()
             text = content.decode() if isinstance(content, bytes) else content
-            result.append(list(csv.DictReader(io.StringIO(text))))
+            result.append((str(message["Message-ID"]), list(csv.DictReader(io.StringIO(text)))))
         return result
 
 
@@ -825,18 +830,17 @@ def judge(
         alerted = {w for (w, _) in census.expiring}
         detail["lost: active worker not alerted"] = len(set(census.activated) - alerted)
         detail["dup: worker alerted twice"] = dup(census.expiring)
-        detail["dup: digest announced twice"] = max(
-            0, sum(len(i) for i in census.digests.values()) - 1
-        )
+        # One window, one digest, unless workers were alerted while it was being mailed: they
+        # go out in a follow-up digest (notification's handlers), with its own Message-ID.
+        detail["dup: digest announced twice"] = sum(len(ids) - 1 for ids in census.digests.values())
         detail["lost: no digest announced"] = int(not census.digests)
-        mails = system.mail.digest_rows()
-        detail["dup: digest mail accepted twice"] = max(0, len(mails) - 1)
+        mails = system.mail.digest_mails()
+        distinct = dict(mails)  # Message-ID -> rows
+        detail["dup: digest mail accepted twice"] = len(mails) - len(distinct)
         detail["lost: no digest mail"] = int(not mails)
-        mailed = {row["worker_id"] for rows in mails for row in rows}
-        detail["lost: confirmed worker missing from the digest mail"] = len(confirmed - mailed)
-        detail["dup: worker twice in the digest mail"] = sum(len(rows) for rows in mails[:1]) - len(
-            {row["worker_id"] for row in (mails[0] if mails else [])}
-        )
+        mailed = [row["worker_id"] for rows in distinct.values() for row in rows]
+        detail["lost: confirmed worker missing from the digest mail"] = len(confirmed - set(mailed))
+        detail["dup: worker twice in the digest mail"] = len(mailed) - len(set(mailed))
     return Outcome(
         requests=len(workload.requests),
         confirmed=len(confirmed),
