@@ -329,6 +329,9 @@ class Importer:
                         values=json.dumps(values, ensure_ascii=False) if errors else None,
                     )
                 )
+            # Import progress is written by the lease holder only, and the renewal's UPDATE holds
+            # the job's row lock until this chunk commits: the counters below are read and
+            # added to under that lock, so no other instance's chunk can interleave with them.
             if not await self.lease.renew(uow.session, [job.import_id]):
                 raise LeaseLost  # the chunk rolls back: the new holder imports these rows
             stored = await uow.session.get(ImportJob, job.import_id, populate_existing=True)
