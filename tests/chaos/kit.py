@@ -23,12 +23,14 @@ What "lost" and "duplicated" mean (the same in every scenario):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import email
 import email.policy
 import io
 import json
 import os
+import random
 import signal
 import sqlite3
 import time
@@ -1067,3 +1069,45 @@ class Redriver:
             return value
 
         return await until(probe_or_redrive, timeout=timeout, what=what, every=every, detail=detail)
+
+
+class Killer:
+    """SIGKILLs service instances and waits for the supervisor to restart them; `kills` lists
+    each kill as `label@seconds(lag …)` for the scenario's line."""
+
+    def __init__(self, system: System, census: Census, rng: random.Random) -> None:
+        self.system = system
+        self.census = census
+        self.rng = rng
+        self.kills: list[str] = []
+
+    async def kill(self, name: str, busy: Callable[[Census], bool]) -> None:
+        """Kill `name` once it is up and has records it has not committed yet (mid-batch), or
+        after 20 s of waiting for that (then the log says "idle")."""
+        await self.system.wait_ready([name])  # killed while working, not while starting
+        lag = 0
+
+        async def has_work() -> bool:
+            nonlocal lag
+            lag = sum((await self.system.total_lag([name])).values())
+            return lag > 0
+
+        with contextlib.suppress(AssertionError):  # then it is killed idle, and the log says so
+            await until(has_work, timeout=20, what=f"{name} to have work", every=0.2)
+        await self.census.refresh()
+        await self._kill(name, f"lag {lag:,}, {'busy' if lag and busy(self.census) else 'idle'}")
+
+    async def kill_one_of(self, service: str) -> None:
+        """Kill one instance of `service`, picked at random (scaled-out systems)."""
+        label = self.rng.choice(self.system.labels([service]))
+        await self.system.wait_ready([label])  # killed while working, not while starting
+        lag = sum((await self.system.total_lag([service])).values())
+        await self.census.refresh()
+        await self._kill(label, f"lag {lag:,}")
+
+    async def _kill(self, label: str, state: str) -> None:
+        pid = self.system.kill(label)
+        moment = f"{label}@{self.system.elapsed():.0f}s({state})"
+        self.kills.append(moment)
+        say(f"kill -9 {moment}: {self.census.progress()}")
+        await self.system.wait_restarted(label, pid)

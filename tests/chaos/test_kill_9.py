@@ -6,7 +6,6 @@ no effect happened twice (see tests/chaos/kit.py for what exactly counts as lost
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -16,13 +15,13 @@ import pytest
 
 from tests.chaos.kit import (
     Census,
+    Killer,
     System,
     Workload,
     drive_lifecycle_after_invoices,
     judge,
     publish,
     publish_requests,
-    say,
     settle,
     until,
     wait_for_decisions,
@@ -31,37 +30,6 @@ from tests.chaos.kit import (
 pytestmark = pytest.mark.chaos
 
 SEED = 20251001
-
-
-class Killer:
-    """SIGKILLs services and waits for the supervisor to bring them back."""
-
-    def __init__(self, system: System, census: Census, rng: random.Random) -> None:
-        self.system = system
-        self.census = census
-        self.rng = rng
-        self.kills: list[str] = []
-
-    async def kill(self, name: str, busy: Callable[[Census], bool]) -> None:
-        """Kill `name` once it is up and has records it has not committed yet (mid-batch), or
-        after 20 s of waiting for that (then the log says "idle")."""
-        await self.system.wait_ready([name])  # killed while working, not while starting
-        lag = 0
-
-        async def has_work() -> bool:
-            nonlocal lag
-            lag = sum((await self.system.total_lag([name])).values())
-            return lag > 0
-
-        with contextlib.suppress(AssertionError):  # then it is killed idle, and the log says so
-            await until(has_work, timeout=20, what=f"{name} to have work", every=0.2)
-        await self.census.refresh()
-        state = "busy" if lag and busy(self.census) else "idle"
-        pid = self.system.kill(name)
-        moment = f"{name}@{self.system.elapsed():.0f}s(lag {lag:,}, {state})"
-        self.kills.append(moment)
-        say(f"kill -9 {moment}: {self.census.progress()}")
-        await self.system.wait_restarted(name, pid)
 
 
 def busy_while_flowing(requests: int) -> dict[str, Callable[[Census], bool]]:

@@ -33,6 +33,7 @@ import pytest
 from lindung_runtime.settings import LindungSettings
 from tests.chaos.kit import (
     Census,
+    Killer,
     Redriver,
     System,
     Workload,
@@ -41,7 +42,6 @@ from tests.chaos.kit import (
     judge,
     publish,
     publish_requests,
-    say,
     settle,
     until,
     wait_for_decisions,
@@ -58,27 +58,6 @@ pytestmark = [
 
 INSTANCES = int(os.environ.get("LINDUNG_CHAOS_INSTANCES", "2"))
 KILLS_WHILE_FLOWING = 6
-
-
-class Killer:
-    """SIGKILLs service instances picked at random and waits for the supervisor to restart them."""
-
-    def __init__(self, system: System, census: Census, rng: random.Random) -> None:
-        self.system = system
-        self.census = census
-        self.rng = rng
-        self.kills: list[str] = []
-
-    async def kill_one_of(self, service: str) -> None:
-        label = self.rng.choice(self.system.labels([service]))
-        await self.system.wait_ready([label])  # killed while working, not while starting
-        lag = sum((await self.system.total_lag([service])).values())
-        await self.census.refresh()
-        pid = self.system.kill(label)
-        moment = f"{label}@{self.system.elapsed():.0f}s(lag {lag:,})"
-        self.kills.append(moment)
-        say(f"kill -9 {moment}: {self.census.progress()}")
-        await self.system.wait_restarted(label, pid)
 
 
 def split(assignments: dict[str, dict[str, list[int]]], groups: list[str], partitions: int) -> bool:
