@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,9 @@ from lindung_contracts import (
     ProgramPublished,
     RegistrationRequested,
     WorkerRegistered,
-    cloudevent_headers,
     topics,
 )
-from lindung_contracts.access import ACCESS
+from lindung_contracts.access import trusted_source
 from lindung_runtime.embedded import EmbeddedKafka, free_port
 from lindung_runtime.kafka import EventClient, GroupOffsets, TopicReader, ensure_topics
 
@@ -57,17 +57,13 @@ START = date(2025, 10, 1)
 END = date(2025, 12, 31)
 
 
-def source_for(topic: str) -> str:
-    """The CloudEvents source the bench publishes `topic` from: one its consumers trust (the
-    contract's, continued by /bench), or they would dead-letter it as untrusted_source."""
-    return f"{ACCESS[topic].sources[0]}/bench"
+#: The CloudEvents source the bench publishes each topic from: one its consumers trust, or they
+#: would dead-letter it as untrusted_source.
+source_for = partial(trusted_source, tag="bench")
 
 
-class BenchClient(EventClient):
-    """Publishes each event from `source_for` its topic."""
-
-    def headers_for(self, event: Event, event_id: str | None = None) -> dict[str, str]:
-        return cloudevent_headers(event.ce_type(), source_for(event.TOPIC), event_id=event_id)
+def bench_client(bootstrap: str) -> EventClient:
+    return EventClient(bootstrap, source=source_for)
 
 
 console = Console()
@@ -169,7 +165,7 @@ def coverage_expiring(i: int, n: int) -> CoverageExpiring:
 async def publish(bootstrap: str, events: Sequence[Event]) -> float:
     """Publish without waiting on each send (as the outbox relay does); returns seconds."""
     started = time.perf_counter()
-    async with BenchClient(bootstrap) as client:
+    async with bench_client(bootstrap) as client:
         for start in range(0, len(events), 5000):
             await client.publish_many(events[start : start + 5000])
     return time.perf_counter() - started
@@ -579,7 +575,7 @@ async def latency(rate: float, seconds: float, work: Path) -> dict[str, float]:
                             seen.setdefault(json.loads(m.value)["nik"], now)
 
             watcher = asyncio.create_task(observe())
-            async with BenchClient(bootstrap) as client:
+            async with bench_client(bootstrap) as client:
                 tick = 0.05
                 per_tick = max(1, round(rate * tick))
                 started = time.perf_counter()

@@ -133,6 +133,12 @@ def dead_letter_writers(topic: str) -> tuple[str, ...]:
     return tuple(service_principal(s) for s in ACCESS[topic].readers)
 
 
+def trusted_source(topic: str, tag: str) -> str:
+    """A source `topic`'s consumers believe: the table's first, continued by `tag` (as one desa
+    continues `/upstream/village`), e.g. `/upstream/payment/bench` for tools and tests."""
+    return f"{ACCESS[topic].sources[0].rstrip('/')}/{tag}"
+
+
 def source_allowed(source: str | None, allowed: tuple[str, ...] | list[str]) -> bool:
     """`source` is one of `allowed` or continues one after a `/`."""
     if not source:

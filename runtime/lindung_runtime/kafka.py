@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,7 +150,11 @@ class Record:
 class EventClient:
     """Publishes events with CloudEvents headers and reads topics back (CLI, demo, tests)."""
 
-    def __init__(self, bootstrap_servers: str, source: str = "/lindung/cli") -> None:
+    def __init__(
+        self, bootstrap_servers: str, source: str | Callable[[str], str] = "/lindung/cli"
+    ) -> None:
+        """`source`: the CloudEvents source of every event, or a function of the event's topic
+        (a tool publishing to several topics, each from a source its consumers trust)."""
         self.bootstrap_servers = bootstrap_servers
         self.source = source
         self._producer: AIOKafkaProducer | None = None
@@ -172,7 +176,8 @@ class EventClient:
         return self._producer
 
     def headers_for(self, event: Event, event_id: str | None = None) -> dict[str, str]:
-        return cloudevent_headers(event.ce_type(), self.source, event_id=event_id)
+        source = self.source if isinstance(self.source, str) else self.source(event.TOPIC)
+        return cloudevent_headers(event.ce_type(), source, event_id=event_id)
 
     async def publish(self, event: Event, event_id: str | None = None) -> str:
         headers = self.headers_for(event, event_id)
