@@ -503,10 +503,7 @@ def _router(service: Service, importer: Importer) -> APIRouter:
     async def program(program_id: ProgramId, key: Caller) -> ProgramOut:
         """Registration learns programmes from `program.published`: a client that publishes one
         and uploads at once asks here first, instead of racing the event."""
-        async with service.database.read_session() as session:
-            known = await session.get(KnownProgram, program_id)
-        if known is None:
-            raise _unknown_program()
+        known = await _require_program(service, program_id)
         return ProgramOut.model_validate(known, from_attributes=True)
 
     @router.get(
@@ -522,20 +519,17 @@ def _router(service: Service, importer: Importer) -> APIRouter:
     return router
 
 
-async def _require_program(service: Service, program_id: str) -> None:
-    """404 for a programme never published: the caller has the id wrong, or is too early."""
+async def _require_program(service: Service, program_id: str) -> KnownProgram:
+    """The published programme, or 404: the caller has the id wrong, or is too early."""
     async with service.database.read_session() as session:
         known = await session.get(KnownProgram, program_id)
     if known is None:
-        raise _unknown_program()
-
-
-def _unknown_program() -> HTTPException:
-    return HTTPException(
-        404,
-        "Program tidak dikenal: belum diterbitkan atau salah tulis / "
-        "Unknown programme: not published (yet), or misspelt",
-    )
+        raise HTTPException(
+            404,
+            "Program tidak dikenal: belum diterbitkan atau salah tulis / "
+            "Unknown programme: not published (yet), or misspelt",
+        )
+    return known
 
 
 async def _register_one(service: Service, request: RegistrationRequested) -> Outcome:
