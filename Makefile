@@ -59,11 +59,12 @@ test: lint typecheck
 
 # The integration and end-to-end tests again, each service on a fresh PostgreSQL database of a
 # throwaway server on loopback (.ci/postgres.sh installs Debian's packages when missing), and the
-# chaos scenario that scales every service out to two instances sharing that database.
+# chaos scenarios that scale every service out to two instances sharing that database: one kills
+# instances at random, the other crashes and restarts the database server under load.
 test-postgres: bootstrap
 	eval "$$(.ci/postgres.sh start)" && \
 	  $(VENV)/bin/pytest tests/unit/test_migrations.py tests/integration tests/e2e \
-	    tests/chaos/test_scale_out_kill_9.py \
+	    tests/chaos/test_scale_out_kill_9.py tests/chaos/test_database_restart.py \
 	    -m "not sqlite_only and not slow" $(PYTEST_ARGS); \
 	  status=$$?; .ci/postgres.sh stop; exit $$status
 

@@ -17,7 +17,9 @@ What "lost" and "duplicated" mean (the same in every scenario):
   seats taken than the quota.
 - LOST is an expected effect that never happened: a request neither registered nor rejected, a
   registered worker without a decision, a confirmed one without an invoice line (or activation,
-  or expiry alert, once those steps run), a worker missing from the digest mail, or no mail.
+  or expiry alert, once those steps run), a worker missing from the digest mail, or no mail. A
+  record of the workload that reached a dead-letter topic is lost too, even if a re-drive later
+  repaired its effect: faults (a crash, an outage, a restart) are waited out, never dead-lettered.
 """
 
 from __future__ import annotations
@@ -651,6 +653,8 @@ class Census:
     records: Counter[str] = field(default_factory=Counter)
     other_programmes: Counter[str] = field(default_factory=Counter)
     ids: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    #: (original topic, error code) -> records of the workload (not hostile input) dead-lettered
+    dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)
     _reader: TopicReader | None = None
 
     async def __aenter__(self) -> Census:
@@ -671,7 +675,10 @@ class Census:
     async def reset_reader(self, bootstrap: str | None = None) -> None:
         await self.close_reader()
         self.bootstrap = bootstrap or self.bootstrap
-        reader = TopicReader(self.bootstrap, FUNNEL_TOPICS)
+        consumed = sorted({t for names in CONSUMES.values() for t in names})
+        reader = TopicReader(
+            self.bootstrap, [*FUNNEL_TOPICS, *(topics.dead_letter_topic(t) for t in consumed)]
+        )
         await reader.__aenter__()
         self._reader = reader
 
@@ -686,6 +693,10 @@ class Census:
         ce_id = record.headers.get("ce_id", "")
         if "x-chaos-id" in record.headers:  # hostile input (test_poison), not the system's
             self.other_programmes[topic] += 1
+            return
+        if topic.endswith(topics.DLQ_SUFFIX):
+            original = topic.removesuffix(topics.DLQ_SUFFIX)
+            self.dead_letters[(original, record.headers.get("x-lindung-error-code", ""))] += 1
             return
         body = record.json()
         if body.get("program_id") != PROGRAM or str(body.get("request_id")).startswith(
@@ -726,11 +737,12 @@ class Census:
         return sum(self.records[t] - len(self.ids[t]) for t in self.records)
 
     def progress(self) -> str:
+        dead = f", dead-lettered {dict(self.dead_letters)}" if self.dead_letters else ""
         return (
             f"registered {len(self.registered):,}, rejected {len(self.rejected_requests):,}, "
             f"decided {self.decided:,}, invoiced {len(self.invoiced):,}, "
             f"activated {len(self.activated):,}, expiring {len(self.expiring):,}, "
-            f"digests {len(self.digests)}"
+            f"digests {len(self.digests)}{dead}"
         )
 
 
@@ -772,6 +784,7 @@ def judge(
     def dup(mapping: dict[Any, set[str]]) -> int:
         return sum(1 for ids in mapping.values() if len(ids) > 1)
 
+    detail["lost: record of the workload dead-lettered"] = sum(census.dead_letters.values())
     registered_niks = set(census.nik_of.values())
     valid = workload.valid_niks
     detail["lost: valid request not registered"] = len(valid - registered_niks)
@@ -996,8 +1009,9 @@ class Redriver:
     committed to the end, every outbox drained, every process up, nothing new on the topics for
     `quiet` seconds) but the awaited state has not come, it audits the broker, then re-drives as
     an operator would: `lindung outbox replay --since` the run's start, and the upstream inputs
-    again under their own ids. Each re-drive is kept (`redrives`) with its audit; a loss that
-    re-driving does not repair still times out, as Lindung's own."""
+    again under their own ids. It re-drives only when the audit finds a loss of the broker's
+    (acknowledged records missing from a topic, or two records at one offset); each re-drive is
+    kept (`redrives`) with its audit. Any other stall is Lindung's own loss: it times out."""
 
     def __init__(
         self,
@@ -1023,6 +1037,12 @@ class Redriver:
 
     async def redrive(self, what: str) -> None:
         audit = await audit_broker(self.system)
+        if not (audit.lost or audit.shared):  # the broker kept everything: the loss is Lindung's
+            say(
+                f"stalled at {self.system.elapsed():.0f}s waiting for {what} "
+                f"({self.census.progress()}); {audit.line()}; not re-driving"
+            )
+            return
         say(
             f"stalled at {self.system.elapsed():.0f}s waiting for {what} "
             f"({self.census.progress()}); {audit.line()}; re-driving"
@@ -1111,3 +1131,32 @@ class Killer:
         self.kills.append(moment)
         say(f"kill -9 {moment}: {self.census.progress()}")
         await self.system.wait_restarted(label, pid)
+
+
+class DatabaseRestarter:
+    """Crashes the PostgreSQL server the services share (`.ci/postgres.sh down`: an immediate
+    shutdown, every connection cut mid-transaction) and starts it again on its own data after
+    `down` seconds, as a failover or a node restart would; `restarts` lists each as
+    `@seconds(down …)` for the scenario's line."""
+
+    def __init__(self, system: System, census: Census, ctl: str) -> None:
+        self.system = system
+        self.census = census
+        self.ctl = ctl
+        self.restarts: list[str] = []
+
+    async def _ctl(self, action: str) -> None:
+        process = await asyncio.create_subprocess_exec(
+            self.ctl, action, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        output, _ = await process.communicate()
+        assert process.returncode == 0, f"postgres.sh {action}: {output.decode()[-2000:]}"
+
+    async def restart(self, down: float) -> None:
+        await self.census.refresh()
+        moment = f"@{self.system.elapsed():.0f}s(down {down:.1f} s)"
+        say(f"database crash {moment}: {self.census.progress()}")
+        await self._ctl("down")
+        await asyncio.sleep(down)
+        await self._ctl("up")
+        self.restarts.append(moment)
