@@ -66,3 +66,11 @@ def test_password_reaches_the_client_and_no_repr_dump_or_log_line(
     shown = [repr(settings), str(settings), settings.model_dump_json(), stream.getvalue()]
     assert all(PASSWORD not in text for text in shown)
     assert json.loads(stream.getvalue())["event"] == "settings"
+
+
+def test_a_digest_lease_shorter_than_the_longest_send_is_refused() -> None:
+    """The dispatcher does not renew its lease during the SMTP conversation: a lease that can run
+    out mid-send would let a second instance mail the same digest at the same time."""
+    with pytest.raises(ValueError, match="DIGEST_LEASE_SECONDS"):
+        NotificationSettings(SMTP_TIMEOUT_SECONDS=30, DIGEST_LEASE_SECONDS=120)
+    assert NotificationSettings(SMTP_TIMEOUT_SECONDS=30, DIGEST_LEASE_SECONDS=240)

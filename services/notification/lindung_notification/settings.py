@@ -54,3 +54,16 @@ class NotificationSettings(LindungSettings):
         if old is not None and "smtp_security" not in self.model_fields_set:
             self.smtp_security = "starttls" if old else "none"
         return self
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> NotificationSettings:
+        """The lease is not renewed while the SMTP conversation runs: it must cover the longest
+        send, each step of which (connect, TLS, EHLO, MAIL, RCPT, DATA, QUIT) may take up to
+        SMTP_TIMEOUT_SECONDS, or a second instance would mail the digest while the first is."""
+        longest_send = 8 * self.smtp_timeout_seconds
+        if self.digest_lease_seconds < longest_send:
+            raise ValueError(
+                f"DIGEST_LEASE_SECONDS ({self.digest_lease_seconds:g}) must be at least 8 x "
+                f"SMTP_TIMEOUT_SECONDS ({longest_send:g}): the longest SMTP send"
+            )
+        return self
