@@ -747,7 +747,7 @@ def render_table(results: dict[str, Any]) -> Table:
 
 
 def markdown_table(results: dict[str, Any]) -> str:
-    """The README's table, from a results.json."""
+    """bench/README.md's table, from a results.json."""
     lines = [f"| {' | '.join(COLUMNS)} |", "|---|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in table_rows(results)]
     return "\n".join(lines)
@@ -764,7 +764,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument(
-        "--markdown", action="store_true", help="print bench/results.json as the README's table"
+        "--markdown", action="store_true", help="print results.json as bench/README.md's table"
     )
     args = parser.parse_args()
     if args.markdown:

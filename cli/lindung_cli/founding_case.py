@@ -1,7 +1,7 @@
 """The founding case as data: Sumba Barat Daya's programme and a generated list of its workers.
 
 Deterministic (seeded), so the demo and the end-to-end test expect exact counts. Names and villages
-are synthetic; kecamatan are the regency's real ones (Kemendagri 53.18.01–11, ../shared/DOMAIN.md).
+are synthetic; kecamatan are the regency's real ones (Kemendagri 53.18.01–11, docs/domain.md).
 """
 
 from __future__ import annotations

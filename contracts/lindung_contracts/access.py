@@ -1,5 +1,5 @@
 """Who may write each topic and who reads it: the one table behind the Kafka ACLs in `deploy/`,
-the consumers' `ce_source` allow-lists and the README's "Security" section.
+the consumers' `ce_source` allow-lists and the table in docs/security.md.
 
 Kafka authenticates the producer (its SASL principal) and its ACLs decide what that principal may
 write; the consumer then checks the event's CloudEvents `ce_source` against the same table, so a

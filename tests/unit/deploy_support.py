@@ -181,7 +181,7 @@ def expected_acls() -> set[Acl]:
 
 
 def acl_table_markdown() -> str:
-    """The README's table: topic, who may write it, who reads it (generated from access.py)."""
+    """docs/security.md's table: topic, who may write it, who reads it."""
     lines = [
         "| Topic | May write (SASL principals) | Read by | Dead letters `<topic>.dlq` written by |",
         "| --- | --- | --- | --- |",

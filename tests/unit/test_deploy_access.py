@@ -247,12 +247,14 @@ def test_the_setup_script_turns_the_tables_into_kafka_calls(tmp_path: Path) -> N
     assert result.returncode != 0 and "LINDUNG_VILLAGE_PASSWORD" in result.stderr
 
 
-def test_the_readme_acl_table_is_the_access_table() -> None:
-    text = (ROOT / "README.md").read_text()
+def test_the_security_docs_acl_table_is_the_access_table() -> None:
+    text = (ROOT / "docs" / "security.md").read_text()
     start, end = "<!-- acl-table -->", "<!-- /acl-table -->"
-    assert start in text and end in text, f"README.md has no {start} ... {end} section"
+    assert start in text and end in text, f"docs/security.md has no {start} ... {end} section"
     table = text.split(start, 1)[1].split(end, 1)[0].strip()
-    assert table == acl_table_markdown(), "README.md's ACL table is stale:\n" + acl_table_markdown()
+    assert table == acl_table_markdown(), (
+        "docs/security.md's ACL table is stale:\n" + acl_table_markdown()
+    )
 
 
 def test_deploy_readme_names_every_kafka_secret() -> None:

@@ -2,7 +2,7 @@
 
 Rates come from a dated table, not constants: PP 44/2015 as amended by PP 82/2019 sets
 JKK = 1% of reported income and JKM = Rp 6,800 a month; PP 50/2025's 2026 discount does not
-apply to APBD-funded participants, so regency programmes keep the full rate (../shared/DOMAIN.md).
+apply to APBD-funded participants, so regency programmes keep the full rate (docs/domain.md).
 Money is whole Rupiah throughout.
 """
 
