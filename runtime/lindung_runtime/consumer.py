@@ -209,21 +209,28 @@ class BatchProcessor:
         self.consumer = consumer if isinstance(consumer, AIOKafkaConsumer) else None
 
     async def process(self, batch: list[Delivery]) -> None:
+        """One log line per batch (plus one per rejection or failure, where they happen)."""
+        if not batch:
+            return
         started = time.perf_counter()
-        await self._process(batch)
-        if batch:
-            self.service.metrics.batch_seconds.labels(self.service.name, batch[0].topic).observe(
-                time.perf_counter() - started
-            )
-        log.debug(
+        duplicates, dead = await self._process(batch)
+        seconds = time.perf_counter() - started
+        self.service.metrics.batch_seconds.labels(self.service.name, batch[0].topic).observe(
+            seconds
+        )
+        log.info(
             "batch_processed",
-            topic=batch[0].topic if batch else None,
+            topic=batch[0].topic,
             records=len(batch),
-            ms=round((time.perf_counter() - started) * 1000, 1),
+            duplicates=duplicates,
+            dead_lettered=dead,
+            ms=round(seconds * 1000, 1),
         )
 
-    async def _process(self, batch: list[Delivery]) -> None:
+    async def _process(self, batch: list[Delivery]) -> tuple[int, int]:
+        """Returns (duplicates skipped, records dead-lettered)."""
         dead: list[tuple[Delivery, BaseException, int]] = []
+        duplicates = 0
         good: list[Delivery] = []
         trusted = self.settings.trusted_sources_for(batch[0].topic) if batch else ()
         for delivery in batch:
@@ -238,7 +245,7 @@ class BatchProcessor:
         while good:
             attempt += 1
             try:
-                await self._apply_retrying_infra(good)
+                duplicates = await self._apply_retrying_infra(good)
                 break
             except NotReadyYet as error:
                 # An upstream fact (e.g. the programme) has not arrived yet: it will, so wait
@@ -261,6 +268,7 @@ class BatchProcessor:
             await self._dead_letter(delivery, failure, attempts)
         if good:
             self.service.outbox.wake()
+        return duplicates, len(dead)
 
     async def _isolate(self, batch: list[Delivery]) -> list[tuple[Delivery, BaseException, int]]:
         """Replay one record per transaction: the good ones pass, the poison ones are returned."""
@@ -272,18 +280,18 @@ class BatchProcessor:
                 dead.append((delivery, error, self.settings.consumer_max_attempts + 1))
         return dead
 
-    async def _apply_retrying_infra(self, batch: list[Delivery]) -> None:
+    async def _apply_retrying_infra(self, batch: list[Delivery]) -> int:
         attempt = 0
         while True:
             attempt += 1
             try:
-                await self._apply(batch)
-                return
+                return await self._apply(batch)
             except INFRA_ERRORS as error:
                 await self._pause(attempt, error, cap=30.0)
 
-    async def _apply(self, batch: list[Delivery]) -> None:
-        """One transaction: skip what the inbox has seen, run the handler, record as seen."""
+    async def _apply(self, batch: list[Delivery]) -> int:
+        """One transaction: skip what the inbox has seen, run the handler, record as seen.
+        Returns how many records the inbox had seen."""
         service, topic = self.service, batch[0].topic
         handler_seconds = service.metrics.handler_seconds.labels(service.name, topic)
         async with service.unit_of_work() as uow:
@@ -300,7 +308,7 @@ class BatchProcessor:
             todo = []
             for delivery in batch:
                 if delivery.event_id in seen:
-                    log.info("duplicate_event_skipped", topic=topic, event_id=delivery.event_id)
+                    log.debug("duplicate_event_skipped", topic=topic, event_id=delivery.event_id)
                     continue
                 seen.add(delivery.event_id)
                 todo.append(delivery)
@@ -317,6 +325,7 @@ class BatchProcessor:
         consumed.labels(service.name, topic, "processed").inc(len(todo))
         if len(batch) > len(todo):
             consumed.labels(service.name, topic, "duplicate").inc(len(batch) - len(todo))
+        return len(batch) - len(todo)
 
     async def _handle(self, delivery: Delivery, uow: UnitOfWork, handler_seconds: Any) -> None:
         """One record, in its own span (continuing the producer's trace) and log context."""

@@ -43,16 +43,23 @@ async def service(data_dir: Path) -> AsyncIterator[Service]:
         yield svc
 
 
-async def deliver(service: Service, records: list[tuple[PaymentReceived, str | None]]) -> None:
-    """The payments as ONE fetched batch, each from its given `ce_source` (None: no header)."""
+async def deliver(
+    service: Service,
+    records: list[tuple[PaymentReceived, str | None]],
+    ids: list[str] | None = None,
+) -> None:
+    """The payments as ONE fetched batch, each from its given `ce_source` (None: no header),
+    under the given CloudEvents ids (else new ones)."""
     subscriber = next(
         s
         for s in service.broker.subscribers
         if any(t.name == topics.PAYMENT_RECEIVED for t in s.topics)  # type: ignore[attr-defined]
     )
     messages = []
-    for event, source in records:
+    for i, (event, source) in enumerate(records):
         headers = cloudevent_headers(event.ce_type(), source or "")
+        if ids is not None:
+            headers["ce_id"] = ids[i]
         if source is None:
             del headers["ce_source"]
         messages.append(
@@ -90,6 +97,27 @@ async def test_a_forged_payment_is_dead_lettered_and_the_good_ones_around_it_are
         "/upstream/payments",
     ]
     assert service.dead_lettered == 3
+
+
+async def test_one_log_line_per_batch_plus_one_per_failure(service: Service) -> None:
+    trusted = trusted_source(topics.PAYMENT_RECEIVED)
+    batch = [(payment(1), trusted), (payment(2), "/upstream/village"), (payment(3), trusted)]
+    ids = ["pay-1", "pay-2", "pay-3"]
+    async with TestKafkaBroker(service.broker):
+        with capture_logs() as first:
+            await deliver(service, batch, ids)
+        with capture_logs() as again:  # the same records redelivered
+            await deliver(service, batch, ids)
+
+    def lines(logs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [
+            (e["event"], e.get("records"), e.get("duplicates"), e.get("dead_lettered"))
+            for e in logs
+            if e["log_level"] != "debug"
+        ]
+
+    assert lines(first) == [("event_dead_lettered", None, None, None), ("batch_processed", 3, 0, 1)]
+    assert lines(again) == [("event_dead_lettered", None, None, None), ("batch_processed", 3, 2, 1)]
 
 
 async def test_trusted_sources_setting_adds_an_operators_own_upstream(
