@@ -98,6 +98,7 @@ class Service:
             batch_size=settings.outbox_batch_size,
             poll_seconds=settings.outbox_poll_seconds,
             on_published=self._count_published,
+            tracer=self.tracer_provider.get_tracer("lindung"),
         )
         self.app = FastStream(
             self.broker,

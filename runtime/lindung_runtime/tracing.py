@@ -1,14 +1,17 @@
 """OpenTelemetry tracing: one trace follows a worker across services through Kafka headers.
 
-The reliable consumer opens a CONSUMER span per record, continuing the W3C `traceparent` the
-record carries; `UnitOfWork.emit` stores that span's context in the outbox row's headers, so the
-event the relay later sends is the child of the processing that produced it (../shared/STYLE.md,
-lesson 4). Each service's processing span is therefore the parent of the next service's.
+The reliable consumer opens ONE span per batch, `process {topic}` (kind CONSUMER), linked to the
+producer context of each record in it, as the OpenTelemetry messaging conventions describe for
+batch processing. Each record is handled in a context of its own: its producer's trace, with a
+fresh span id that is never recorded (`record_context`). What a handler emits takes that context
+into its outbox row, so the event the relay sends continues the worker's trace: one trace id from
+the upstream request to the invoice, a new span id per hop. To find the batch spans that worked
+on a worker, search the spans linked to its trace id (Tempo: `{ link:traceID = "…" }`).
 
-With no exporter (the embedded default) nothing would ever read a span's attributes, so spans are
-not recorded unless the incoming trace is already sampled: ids are still made and propagated (the
-logs and the timeline keep their trace ids), at a third of the cost per record (bench/).
-`OTEL_TRACES_SAMPLER`, when set, decides instead, as the OpenTelemetry SDK documents.
+With no exporter (the embedded default) nothing would ever read a span, so a batch span is
+recorded only when one of its records' traces is sampled (`UPSTREAM_SAMPLED_ONLY`); ids are still
+made and propagated (the logs and the timeline keep their trace ids). `OTEL_TRACES_SAMPLER`, when
+set, decides instead, as the OpenTelemetry SDK documents.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 from opentelemetry import context, propagate, trace
@@ -28,13 +30,43 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
-from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, TraceFlags
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, TraceFlags
+from opentelemetry.util.types import Attributes
 
 from lindung_runtime.privacy import mask_text, scrub_text
 
-#: Records a span only when its upstream trace is sampled (the default with no exporter).
-UPSTREAM_SAMPLED_ONLY = ParentBased(root=ALWAYS_OFF)
+
+class _AnyLinkSampled(Sampler):
+    """For a root span: sample it when a trace it links to is sampled (a batch span's records)."""
+
+    def should_sample(
+        self,
+        parent_context: context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
+        sampled = any(link.context.trace_flags.sampled for link in links or ())
+        return SamplingResult(
+            Decision.RECORD_AND_SAMPLE if sampled else Decision.DROP, attributes, trace_state
+        )
+
+    def get_description(self) -> str:
+        return "AnyLinkSampled"
+
+
+#: Records a span only when an upstream trace it continues or links to is sampled (the default
+#: with no exporter).
+UPSTREAM_SAMPLED_ONLY = ParentBased(root=_AnyLinkSampled())
 
 
 def build_tracer_provider(
@@ -164,46 +196,23 @@ def current_trace_id() -> str | None:
     return format(context.trace_id, "032x") if context.is_valid else None
 
 
-class UnrecordedSpan:
-    """A span that is current for a `with` block and never recorded: what the SDK makes for a
-    span its sampler drops (same trace, fresh span id, not sampled), without asking the sampler
-    or building the span's attributes first."""
-
-    __slots__ = ("_context", "_token")
-
-    def __init__(self, span: NonRecordingSpan, parent: context.Context) -> None:
-        self._context = trace.set_span_in_context(span, parent)
-        self._token: object | None = None
-
-    def __enter__(self) -> None:
-        self._token = context.attach(self._context)
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        context.detach(self._token)  # type: ignore[arg-type]
+def upstream_context(headers: Mapping[str, str]) -> SpanContext:
+    """The producer's span context a record carries (invalid when it carries none)."""
+    return trace.get_current_span(propagate.extract(headers)).get_span_context()
 
 
-def unrecorded_span(provider: TracerProvider, parent: context.Context) -> UnrecordedSpan | None:
-    """The span to process a record in when it cannot be recorded: the provider records only
-    sampled upstream traces (no exporter) and `parent`'s is not sampled. None when the SDK must
-    decide. Per record this costs a third of the SDK's start (the reliable consumer's hot path)."""
-    if provider.sampler is not UPSTREAM_SAMPLED_ONLY:
-        return None
-    upstream = trace.get_current_span(parent).get_span_context()
-    if upstream.trace_flags.sampled:
-        return None
+def record_context(
+    provider: TracerProvider, upstream: SpanContext, sampled: bool
+) -> context.Context:
+    """The context one record is handled in: its producer's trace (a new one if it has none,
+    sampled as its batch span is), with a fresh span id that is never recorded. It makes what
+    the handler emits continue the worker's trace at the cost of an id, not of a span."""
     ids = provider.id_generator
-    span = NonRecordingSpan(
-        SpanContext(
-            upstream.trace_id if upstream.is_valid else ids.generate_trace_id(),
-            ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=TraceFlags(TraceFlags.DEFAULT),
-            trace_state=upstream.trace_state,
-        )
-    )
-    return UnrecordedSpan(span, parent)
+    if upstream.is_valid:
+        trace_id, flags, state = upstream.trace_id, upstream.trace_flags, upstream.trace_state
+    else:
+        trace_id = ids.generate_trace_id()
+        flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+        state = None
+    span = NonRecordingSpan(SpanContext(trace_id, ids.generate_span_id(), False, flags, state))
+    return trace.set_span_in_context(span, context.Context())

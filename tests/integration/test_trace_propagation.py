@@ -88,21 +88,23 @@ async def test_one_trace_follows_a_worker_from_registration_to_invoice(
     }
 
 
-async def test_one_trace_holds_every_service_span_in_causal_order(
+async def test_each_service_processes_the_worker_in_a_batch_span_linked_to_its_trace(
     kafka_bootstrap: str, data_dir: Path
 ) -> None:
-    """With the in-memory span exporter: the request's trace contains the processing span of
-    each service, each the descendant of the previous one, with the messaging attributes."""
+    """With the in-memory span exporter: each service's `process {topic}` span (one per batch)
+    links to the span context that the worker's record carried into it, so the request's trace
+    leads through every service, in causal order, with the messaging attributes."""
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-    from opentelemetry.trace import StatusCode
+    from opentelemetry.trace import SpanKind, StatusCode
 
     exporter = InMemorySpanExporter()
     services = three_services(kafka_bootstrap, data_dir)
     for service in services:
         service.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     program, request = PROGRAM, REQUEST
-    async with running(*services), wire(kafka_bootstrap, [topics.CONTRIBUTION_INVOICED]) as seen:
+    outputs = [topics.WORKER_REGISTERED, topics.ELIGIBILITY_CONFIRMED, topics.CONTRIBUTION_INVOICED]
+    async with running(*services), wire(kafka_bootstrap, outputs) as seen:
         async with EventClient(kafka_bootstrap) as client:
             await client.publish(program)
             headers = client.headers_for(request)
@@ -110,44 +112,65 @@ async def test_one_trace_holds_every_service_span_in_causal_order(
             await client.publish_raw(
                 request.TOPIC, request.model_dump_json().encode(), request.key(), headers
             )
+        (registered,) = await seen.wait_for(topics.WORKER_REGISTERED, 1)
+        (confirmed,) = await seen.wait_for(topics.ELIGIBILITY_CONFIRMED, 1)
         await seen.wait_for(topics.CONTRIBUTION_INVOICED, 1)
 
-    spans = [
-        s for s in exporter.get_finished_spans() if format(s.context.trace_id, "032x") == TRACE_ID
-    ]
-    by_id = {s.context.span_id: s for s in spans}
-
-    def ancestors(span):  # type: ignore[no-untyped-def]
-        chain = []
-        while span.parent is not None and span.parent.span_id in by_id:
-            span = by_id[span.parent.span_id]
-            chain.append(span)
-        return chain
+    def span_id_of(traceparent: str) -> int:
+        return int(traceparent.split("-")[2], 16)
 
     hops = [
-        ("lindung-registration", topics.REGISTRATION_REQUESTED),
-        ("lindung-eligibility", topics.WORKER_REGISTERED),
-        ("lindung-billing", topics.ELIGIBILITY_CONFIRMED),
+        ("lindung-registration", topics.REGISTRATION_REQUESTED, span_id_of(headers["traceparent"])),
+        (
+            "lindung-eligibility",
+            topics.WORKER_REGISTERED,
+            span_id_of(registered.headers["traceparent"]),
+        ),
+        (
+            "lindung-billing",
+            topics.ELIGIBILITY_CONFIRMED,
+            span_id_of(confirmed.headers["traceparent"]),
+        ),
     ]
+    spans = exporter.get_finished_spans()
     process_spans = []
-    for service_name, topic in hops:
+    for service_name, topic, carried in hops:
         # A retried attempt (e.g. the programme not yet known) leaves an ERROR span of its
-        # own; exactly one attempt per hop succeeds, and that one carries the trace on.
+        # own; exactly one attempt per hop succeeds.
         attempts = [
             s
             for s in spans
             if s.resource.attributes["service.name"] == service_name
-            and s.name == f"{topic} process"
+            and s.name == f"process {topic}"
+            and any(
+                format(link.context.trace_id, "032x") == TRACE_ID
+                and link.context.span_id == carried
+                for link in s.links
+            )
         ]
         (span,) = [s for s in attempts if s.status.status_code is not StatusCode.ERROR]
         assert all(s.status.status_code is StatusCode.ERROR for s in attempts if s is not span)
+        assert span.kind is SpanKind.CONSUMER
         attributes = dict(span.attributes or {})
         assert attributes["messaging.system"] == "kafka"
+        assert attributes["messaging.operation.name"] == "process"
         assert attributes["messaging.destination.name"] == topic
         assert attributes["messaging.consumer.group.name"] == f"lindung-{service_name[8:]}.{topic}"
+        assert attributes["messaging.batch.message_count"] >= 1
         process_spans.append(span)
-    # Causal order: each service's processing descends from the previous service's.
-    assert process_spans[0] in ancestors(process_spans[1])
-    assert process_spans[1] in ancestors(process_spans[2])
+    # Each relay sent the worker's event in a PRODUCER span linked to the context it carries.
+    for service_name, topic, carried in [
+        ("lindung-registration", topics.WORKER_REGISTERED, hops[1][2]),
+        ("lindung-eligibility", topics.ELIGIBILITY_CONFIRMED, hops[2][2]),
+    ]:
+        (send,) = [
+            s
+            for s in spans
+            if s.resource.attributes["service.name"] == service_name
+            and s.kind is SpanKind.PRODUCER
+            and any(link.context.span_id == carried for link in s.links)
+        ]
+        assert send.name == f"send {topic}"
+        assert dict(send.attributes or {})["messaging.operation.type"] == "send"
+    # Causal order: each service worked on the record after the previous one emitted it.
     assert [s.start_time for s in process_spans] == sorted(s.start_time for s in process_spans)
-    assert {s.resource.attributes["service.name"] for s in spans} >= {h[0] for h in hops}

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link
 
 from lindung_runtime.tracing import (
     build_tracer_provider,
     current_trace_headers,
     current_trace_id,
-    unrecorded_span,
+    record_context,
+    upstream_context,
 )
 
 PARENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -61,31 +64,41 @@ def test_the_sampler_setting_of_opentelemetry_decides_when_given(
         assert span.is_recording()
 
 
-def test_a_record_that_cannot_be_recorded_gets_the_span_the_sdk_would_make_more_cheaply(
+def test_a_record_is_handled_in_its_producers_trace_with_a_fresh_unrecorded_span_id() -> None:
+    """What a handler emits continues the worker's trace (same trace id and sampled flag, its
+    own span id); a record without a trace context gets a new trace, sampled as its batch is."""
+    provider = build_tracer_provider("t")
+    for sampled in (False, True):
+        upstream = upstream_context(traceparent(sampled))
+        token = context.attach(record_context(provider, upstream, sampled=not sampled))
+        try:
+            assert not trace.get_current_span().is_recording()
+            assert current_trace_id() == PARENT_TRACE
+            sent = current_trace_headers()["traceparent"].split("-")
+            assert (sent[1], sent[3]) == (PARENT_TRACE, "01" if sampled else "00")
+            assert sent[2] not in ("b7ad6b7169203331", "0" * 16)  # its own span id
+        finally:
+            context.detach(token)
+    assert current_trace_id() is None  # no longer current after detaching
+
+    for batch_sampled in (False, True):
+        token = context.attach(record_context(provider, upstream_context({}), batch_sampled))
+        try:
+            sent = current_trace_headers()["traceparent"].split("-")
+            assert sent[1] != PARENT_TRACE and sent[3] == ("01" if batch_sampled else "00")
+        finally:
+            context.detach(token)
+
+
+def test_with_no_exporter_a_batch_span_is_recorded_when_one_of_its_records_is_sampled(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The consumer's shortcut: same trace, a fresh span id, not sampled, current in its block;
-    an upstream trace that is sampled, or a provider that records, goes to the SDK (None)."""
     monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
-    provider = build_tracer_provider("t")
-    span = unrecorded_span(provider, propagate.extract(traceparent(False)))
-    assert span is not None
-    with span:
-        current = trace.get_current_span()
-        assert not current.is_recording()
-        assert current_trace_id() == PARENT_TRACE
-        sent = current_trace_headers()["traceparent"].split("-")
-        assert (sent[1], sent[3]) == (PARENT_TRACE, "00")
-        assert sent[2] not in ("b7ad6b7169203331", "0" * 16)  # its own span id
-    assert current_trace_id() is None  # no longer current after the block
-
-    fresh = unrecorded_span(provider, propagate.extract({}))  # no upstream: a new trace
-    assert fresh is not None
-    with fresh:
-        assert current_trace_id() not in (None, PARENT_TRACE)
-
-    assert unrecorded_span(provider, propagate.extract(traceparent(True))) is None
-    recording = build_tracer_provider(
-        "t", extra_processors=[SimpleSpanProcessor(InMemorySpanExporter())]
-    )
-    assert unrecorded_span(recording, propagate.extract(traceparent(False))) is None
+    tracer = build_tracer_provider("t").get_tracer("t")
+    unsampled, sampled = upstream_context(traceparent(False)), upstream_context(traceparent(True))
+    with tracer.start_as_current_span("b", context=Context(), links=[Link(unsampled)]) as span:
+        assert not span.is_recording()
+    links = [Link(unsampled), Link(sampled)]
+    with tracer.start_as_current_span("b", context=Context(), links=links) as span:
+        assert span.is_recording()
+        assert current_trace_id() != PARENT_TRACE  # a root of its own, linked to the records'
