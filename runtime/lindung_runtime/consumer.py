@@ -47,6 +47,13 @@ from opentelemetry.trace import INVALID_SPAN_CONTEXT, Link, Span, SpanContext, S
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import exc as sa_exc
 from sqlmodel import col, select
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    retry_if_exception_type,
+    wait_exponential,
+)
 
 from lindung_contracts import event_for_topic
 from lindung_contracts.access import source_allowed
@@ -106,6 +113,17 @@ class Delivery:
     event_id: str
     event: BaseModel | None = None
     upstream: SpanContext = INVALID_SPAN_CONTEXT  # the producer's span context, once traced
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    log.warning(
+        "batch_failed_will_retry",
+        attempt=state.attempt_number,
+        retry_in_s=round(state.upcoming_sleep, 3),
+        error_code=error_code(error) if error else None,
+        error=describe(error) if error else None,
+    )
 
 
 def error_code(error: BaseException) -> str:
@@ -242,30 +260,15 @@ class BatchProcessor:
                 good.append(delivery)
             except (ValueError, PermanentError) as error:  # JSON, Unicode, pydantic, type
                 dead.append((delivery, error, 1))
-        attempt = 0
-        waiting_since = time.monotonic()
-        while good:
-            attempt += 1
+        if good:
             try:
-                duplicates = await self._apply_retrying_infra(good)
-                break
-            except NotReadyYet as error:
-                # An upstream fact (e.g. the programme) has not arrived yet: it will, so wait
-                # long, then dead-letter what still lacks it.
-                waited = time.monotonic() - waiting_since
-                if waited < self.settings.consumer_not_ready_max_wait_seconds:
-                    await self._pause(attempt, error, cap=5.0)
-                    continue
+                duplicates = await self._retrying()(self._apply_retrying_infra, good)
+            except NotReadyYet:
+                # The upstream fact never came within the wait: dead-letter what still lacks it.
                 with waiting_over():  # handlers that can answer without the fact do so now
                     dead.extend(await self._isolate(good))
-                break
-            except Exception as error:
-                retryable = not isinstance(error, PermanentError)
-                if retryable and attempt < self.settings.consumer_max_attempts:
-                    await self._pause(attempt, error)
-                    continue
+            except Exception:
                 dead.extend(await self._isolate(good))
-                break
         for delivery, failure, attempts in dead:
             await self._dead_letter(delivery, failure, attempts)
         if good:
@@ -283,13 +286,45 @@ class BatchProcessor:
         return dead
 
     async def _apply_retrying_infra(self, batch: list[Delivery]) -> int:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._apply(batch)
-            except INFRA_ERRORS as error:
-                await self._pause(attempt, error, cap=30.0)
+        """Infrastructure failures (database locked or away, connection lost) are waited out,
+        however long they last: the offsets stay uncommitted meanwhile."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(INFRA_ERRORS),
+            wait=wait_exponential(multiplier=self.settings.consumer_retry_base_seconds, max=30.0),
+            sleep=self._sleep,
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        return await retrying(self._apply, batch)
+
+    def _retrying(self) -> AsyncRetrying:
+        """A batch whose handler failed is retried with backoff: a missing upstream fact
+        (NotReadyYet) for up to CONSUMER_NOT_READY_MAX_WAIT_SECONDS, any other failure that is
+        not permanent for CONSUMER_MAX_ATTEMPTS tries. Then the caller isolates the poison."""
+        base = self.settings.consumer_retry_base_seconds
+        waiting = wait_exponential(multiplier=base, max=5.0)
+        failing = wait_exponential(multiplier=base, max=10.0)
+        max_wait = self.settings.consumer_not_ready_max_wait_seconds
+        max_attempts = self.settings.consumer_max_attempts
+
+        def not_ready(state: RetryCallState) -> bool:
+            return state.outcome is not None and isinstance(state.outcome.exception(), NotReadyYet)
+
+        def stop(state: RetryCallState) -> bool:
+            if not_ready(state):
+                return (state.seconds_since_start or 0.0) >= max_wait
+            return state.attempt_number >= max_attempts
+
+        return AsyncRetrying(
+            retry=retry_if_exception(
+                lambda e: isinstance(e, Exception) and not isinstance(e, PermanentError)
+            ),
+            stop=stop,
+            wait=lambda state: (waiting if not_ready(state) else failing)(state),
+            sleep=self._sleep,
+            before_sleep=_log_retry,
+            reraise=True,
+        )
 
     async def _apply(self, batch: list[Delivery]) -> int:
         """One transaction: skip what the inbox has seen, run the handler, record as seen.
@@ -369,17 +404,6 @@ class BatchProcessor:
         finally:
             detach(token)
         uow.mark_processed(delivery.topic, delivery.event_id)
-
-    async def _pause(self, attempt: int, error: BaseException, cap: float = 10.0) -> None:
-        delay = min(cap, self.settings.consumer_retry_base_seconds * 2 ** (attempt - 1))
-        log.warning(
-            "batch_failed_will_retry",
-            attempt=attempt,
-            retry_in_s=delay,
-            error_code=error_code(error),
-            error=describe(error),
-        )
-        await self._sleep(delay)
 
     async def _sleep(self, seconds: float) -> None:
         """Wait without being thrown out of the consumer group.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -19,6 +18,12 @@ from opentelemetry.trace import Link, SpanKind, Tracer
 from sqlalchemy import Column, DateTime, Index, Text, delete, insert
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_random_exponential,
+)
 
 from lindung_contracts import Event, cloudevent_headers
 from lindung_runtime.aio import wait_event
@@ -394,23 +399,24 @@ class OutboxRelay:
             await session.commit()
 
     async def _run(self) -> None:
-        failures = 0
+        """Relay, then wait for a wake-up or the poll; a failed pass (broker or database away) is
+        retried with jittered exponential backoff, reset by the next pass that works."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_random_exponential(multiplier=0.2, max=self.max_backoff_seconds),
+            before_sleep=_log_relay_retry,
+        )
         while True:
             self._wake.clear()  # a wake-up during this pass must not be lost
-            try:
-                sent = await self.relay_once()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                failures += 1
-                delay = min(self.max_backoff_seconds, 0.2 * 2**failures) * random.uniform(0.5, 1.0)
-                log.warning("outbox_relay_failed", error=repr(error), retry_in_s=round(delay, 2))
-                await asyncio.sleep(delay)
-                continue
+            sent: int = await retrying(self.relay_once)
             if sent >= self.batch_size:
                 continue
             await wait_event(self._wake, self.poll_seconds)
+
+
+def _log_relay_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    log.warning("outbox_relay_failed", error=repr(error), retry_in_s=round(state.upcoming_sleep, 2))
 
 
 async def purge_old_rows(database: Database, clock: Clock, retention_days: float) -> int:

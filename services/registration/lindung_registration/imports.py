@@ -24,6 +24,13 @@ from opentelemetry.trace import SpanKind
 from sqlalchemy import case
 from sqlalchemy import exc as sa_exc
 from sqlmodel import col, func, select
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from lindung_contracts import FieldError, RegistrationRequested
 from lindung_registration.auth import ApiKey
@@ -281,16 +288,21 @@ class Importer:
             await session.commit()
 
     async def _commit_chunk(self, job: ImportJob, chunk: list[tuple[int, dict[str, str]]]) -> None:
-        for attempt in range(1, 6):
-            try:
-                await self._apply_chunk(job, chunk)
-                return
-            except (sa_exc.IntegrityError, sa_exc.OperationalError) as error:
-                # Another intake registered one of these workers at the same moment (PostgreSQL),
-                # or the database is busy: the chunk rolled back whole; do it again.
-                log.warning("import_chunk_retry", import_id=job.import_id, error=repr(error)[:300])
-                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
-        await self._apply_chunk(job, chunk)
+        """Another intake registered one of these workers at the same moment (PostgreSQL), or
+        the database is busy: the chunk rolled back whole; do it again, up to 6 tries."""
+
+        def log_retry(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            log.warning("import_chunk_retry", import_id=job.import_id, error=repr(error)[:300])
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((sa_exc.IntegrityError, sa_exc.OperationalError)),
+            stop=stop_after_attempt(6),
+            wait=wait_exponential(multiplier=0.4, max=5.0),
+            before_sleep=log_retry,
+            reraise=True,
+        )
+        await retrying(self._apply_chunk, job, chunk)
 
     async def _apply_chunk(self, job: ImportJob, chunk: list[tuple[int, dict[str, str]]]) -> None:
         tracer = self.service.tracer
