@@ -902,6 +902,31 @@ async def drive_lifecycle_after_invoices(
     )
 
 
+async def pay_alert_and_judge(
+    system: System,
+    census: Census,
+    workload: Workload,
+    *,
+    timeout: float,
+    while_paying: Callable[[], Awaitable[None]],
+    during_alerts: Callable[[], Awaitable[None]],
+    wait: Waiter,
+) -> tuple[Outcome, int, int]:
+    """The lifecycle after the invoices with a fault while paying and one during the alerts,
+    then settle and judge: (outcome, raw digest deliveries at the SMTP server, digests by
+    Message-ID; a follow-up digest has its own id)."""
+    paying = asyncio.create_task(while_paying())
+    await drive_lifecycle_after_invoices(
+        system, census, workload, timeout=timeout, during_alerts=during_alerts, wait=wait
+    )
+    await paying
+    await settle(system)
+    await census.refresh()
+    outcome = judge(census, workload, system, through="digest")
+    mails = system.mail.digest_mails()  # every DATA the SMTP server accepted
+    return outcome, len(mails), len({message_id for message_id, _ in mails})
+
+
 async def _refreshed(census: Census, check: Callable[[Census], bool]) -> bool:
     return check(await census.refresh())
 
@@ -1144,6 +1169,9 @@ class DatabaseRestarter:
         self.census = census
         self.ctl = ctl
         self.restarts: list[str] = []
+        # Two faults may fall due together (while paying, during the alerts): one crash at a
+        # time, or the second `down` finds the server already down.
+        self._one_at_a_time = asyncio.Lock()
 
     async def _ctl(self, action: str) -> None:
         process = await asyncio.create_subprocess_exec(
@@ -1153,10 +1181,11 @@ class DatabaseRestarter:
         assert process.returncode == 0, f"postgres.sh {action}: {output.decode()[-2000:]}"
 
     async def restart(self, down: float) -> None:
-        await self.census.refresh()
-        moment = f"@{self.system.elapsed():.0f}s(down {down:.1f} s)"
-        say(f"database crash {moment}: {self.census.progress()}")
-        await self._ctl("down")
-        await asyncio.sleep(down)
-        await self._ctl("up")
-        self.restarts.append(moment)
+        async with self._one_at_a_time:
+            await self.census.refresh()
+            moment = f"@{self.system.elapsed():.0f}s(down {down:.1f} s)"
+            say(f"database crash {moment}: {self.census.progress()}")
+            await self._ctl("down")
+            await asyncio.sleep(down)
+            await self._ctl("up")
+            self.restarts.append(moment)

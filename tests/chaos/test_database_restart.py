@@ -31,11 +31,9 @@ from tests.chaos.kit import (
     System,
     Workload,
     audit_broker,
-    drive_lifecycle_after_invoices,
-    judge,
+    pay_alert_and_judge,
     publish,
     publish_requests,
-    settle,
     until,
     wait_for_decisions,
 )
@@ -95,21 +93,15 @@ async def test_database_crash_and_restart_under_load_loses_and_duplicates_nothin
             await asyncio.sleep(rng.uniform(0.2, 1.0))
             await database.restart(rng.uniform(2.0, 6.0))
 
-        paying = asyncio.create_task(crash_while_paying())
-        await drive_lifecycle_after_invoices(
+        outcome, deliveries, digests = await pay_alert_and_judge(
             system,
             census,
             workload,
             timeout=180,
+            while_paying=crash_while_paying,
             during_alerts=crash_during_alerts,
             wait=redriver.until,
         )
-        await paying
-        await settle(system)
-        await census.refresh()
-        outcome = judge(census, workload, system, through="digest")
-        mails = system.mail.digest_mails()
-        deliveries, digests = len(mails), len({message_id for message_id, _ in mails})
         audit = await audit_broker(system)
         restarts = system.restarts()
 

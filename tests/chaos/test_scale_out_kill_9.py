@@ -38,11 +38,9 @@ from tests.chaos.kit import (
     System,
     Workload,
     audit_broker,
-    drive_lifecycle_after_invoices,
-    judge,
+    pay_alert_and_judge,
     publish,
     publish_requests,
-    settle,
     until,
     wait_for_decisions,
 )
@@ -109,22 +107,15 @@ async def test_two_instances_of_each_service_killed_at_random_lose_and_duplicate
             await asyncio.sleep(rng.uniform(0.5, 2.0))
             await killer.kill_one_of("billing")
 
-        paying = asyncio.create_task(pay_and_kill_billing())
-        await drive_lifecycle_after_invoices(
+        outcome, deliveries, digests = await pay_alert_and_judge(
             system,
             census,
             workload,
             timeout=240,
+            while_paying=pay_and_kill_billing,
             during_alerts=kill_during_alerts,
             wait=redriver.until,
         )
-        await paying
-        await settle(system)
-        await census.refresh()
-        outcome = judge(census, workload, system, through="digest")
-        mails = system.mail.digest_mails()  # every DATA the SMTP server accepted
-        deliveries = len(mails)
-        digests = len({message_id for message_id, _ in mails})  # a follow-up has its own id
 
         groups = [name for name in (await system.group_members()) if name.startswith("lindung-")]
         await until(
