@@ -22,7 +22,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from uuid6 import uuid7
 
-from lindung_runtime.kafka import aiokafka_producer
+from lindung_runtime.faststream_adapter import aiokafka_producer
 
 
 def main(bootstrap: str, source: str, sink: str, database: str) -> None:

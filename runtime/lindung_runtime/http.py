@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
@@ -25,22 +25,22 @@ from sqlalchemy import text
 from lindung_runtime.logging import get_logger
 from lindung_runtime.privacy import mask_text
 
-if TYPE_CHECKING:
-    from lindung_runtime.service import Service
-
 log = get_logger(__name__)
 
 READY_TIMEOUT_SECONDS = 2.0
 
 
-def create_http_app(service: Service, **fastapi_options: Any) -> FastAPI:
+Check = Callable[[], Awaitable[bool]]
+
+
+def create_http_app(name: str, **fastapi_options: Any) -> FastAPI:
     """The public app: `/healthz`; the service may include more routers. Its OpenAPI document
     (`app.openapi()`) is served by the admin app, not here."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **fastapi_options)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process is serving")
     async def healthz() -> dict[str, str]:
-        return {"status": "ok", "service": service.name}
+        return {"status": "ok", "service": name}
 
     @app.middleware("http")
     async def access_log(
@@ -63,50 +63,69 @@ def create_http_app(service: Service, **fastapi_options: Any) -> FastAPI:
     return app
 
 
-def create_admin_app(service: Service) -> FastAPI:
-    """The admin app: `/healthz`, `/readyz`, `/metrics`, and the public app's API docs."""
+def create_admin_app(
+    name: str,
+    *,
+    public: FastAPI,
+    checks: dict[str, Check],
+    render_metrics: Callable[[], bytes],
+) -> FastAPI:
+    """The admin app: `/healthz`, `/readyz` (each of `checks` must answer), `/metrics`, and the
+    public app's API docs."""
     app = FastAPI(
-        title=f"Lindung {service.name} (admin)",
+        title=f"Lindung {name} (admin)",
         docs_url="/docs",
         redoc_url="/redoc",
         openapi_url="/openapi.json",
     )
     # The document served (and shown by /docs) is the public API's, read when asked: the
     # service adds its routes to the public app after this app is made.
-    app.openapi = lambda: service.http.openapi()  # type: ignore[method-assign]
+    app.openapi = lambda: public.openapi()  # type: ignore[method-assign]
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
-        return {"status": "ok", "service": service.name}
+        return {"status": "ok", "service": name}
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         """Readiness: the broker and the database both answer (503 otherwise, with which)."""
-        checks = await readiness(service)
-        ready = all(checks.values())
+        results = await readiness(checks)
+        ready = all(results.values())
         return JSONResponse(
-            {"status": "ready" if ready else "not_ready", "checks": checks},
+            {"status": "ready" if ready else "not_ready", "checks": results},
             status_code=200 if ready else 503,
         )
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
 
-async def readiness(service: Service) -> dict[str, bool]:
+def database_check(read_session: Callable[[], Any]) -> Check:
+    """The database answers a `SELECT 1`."""
+
     async def database() -> bool:
-        async with service.database.read_session() as session:
-            await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+        async with read_session() as session:
+            await session.exec(text("SELECT 1"))
         return True
 
-    async def broker() -> bool:
-        return bool(await service.broker.ping(timeout=READY_TIMEOUT_SECONDS))
+    return database
 
+
+def broker_check(broker: Any) -> Check:
+    """The broker answers FastStream's ping."""
+
+    async def check() -> bool:
+        return bool(await broker.ping(timeout=READY_TIMEOUT_SECONDS))
+
+    return check
+
+
+async def readiness(checks: dict[str, Check]) -> dict[str, bool]:
     results = {}
-    for name, check in (("database", database), ("broker", broker)):
+    for name, check in checks.items():
         try:
             results[name] = await asyncio.wait_for(check(), timeout=READY_TIMEOUT_SECONDS + 1)
         except Exception as error:

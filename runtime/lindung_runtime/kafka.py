@@ -43,16 +43,6 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
         log.warning("consumer_stop_interrupted_by_fetcher")
 
 
-def aiokafka_producer(broker: Any) -> AIOKafkaProducer | None:
-    """The started aiokafka producer under a FastStream Kafka broker, for callers that already
-    hold finished records (the outbox relay); None under FastStream's in-memory test broker,
-    before the broker connects, or if FastStream keeps it elsewhere (then callers publish
-    through the broker: slower, same records). tests/integration checks it is found."""
-    state = getattr(getattr(getattr(broker, "config", None), "producer", None), "_producer", None)
-    producer = getattr(state, "producer", None)
-    return producer if isinstance(producer, AIOKafkaProducer) else None
-
-
 def client_options(settings: LindungSettings | None = None) -> dict[str, Any]:
     """Security options for every aiokafka client (TLS, SASL/SCRAM), from the settings.
 

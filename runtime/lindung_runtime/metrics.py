@@ -1,7 +1,10 @@
 """Prometheus metrics of a service, served at `/metrics` on its admin port (`ADMIN_PORT`).
 
 One registry per service object (tests run several services in one process). Names are the
-contract of the Grafana dashboard (deploy/grafana/) and the alerts built on it.
+contract of the Grafana dashboard (deploy/grafana/) and the alerts built on it. Each registry also
+serves the process's own figures, from prometheus_client's standard collectors: `process_*`
+(resident memory, CPU seconds, open files), `python_gc_*` (collections, objects collected and
+uncollectable per generation) and `python_info`.
 """
 
 from __future__ import annotations
@@ -9,7 +12,16 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from sqlalchemy import func
 from sqlmodel import col, select
 
@@ -28,6 +40,10 @@ class ServiceMetrics:
     def __init__(self, service: str) -> None:
         self.service = service
         self.registry = CollectorRegistry()
+        # The process's own figures, read (from /proc and the gc module) when scraped.
+        ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
         self.consumed = Counter(
             "lindung_events_consumed",
             "Events taken from a topic, by outcome (processed, duplicate, dead_lettered)",

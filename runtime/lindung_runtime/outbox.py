@@ -28,7 +28,7 @@ from tenacity import (
 from lindung_contracts import Event, cloudevent_headers
 from lindung_runtime.aio import wait_event
 from lindung_runtime.clock import Clock
-from lindung_runtime.kafka import aiokafka_producer
+from lindung_runtime.faststream_adapter import aiokafka_producer
 from lindung_runtime.lease import Lease
 from lindung_runtime.logging import get_logger
 from lindung_runtime.rows import NewRow, primary_key_attributes, write_new_rows

@@ -17,11 +17,9 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from itertools import chain
 from typing import Any, get_type_hints
 
 from faststream import AckPolicy, FastStream
-from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from opentelemetry.sdk.trace import TracerProvider
 from sqlmodel import SQLModel
@@ -30,7 +28,17 @@ from lindung_contracts import Event
 from lindung_runtime.clock import Clock, SystemClock
 from lindung_runtime.consumer import Handler, Preload, ReliableConsumer, Route
 from lindung_runtime.db import Database
-from lindung_runtime.http import HttpServer, create_admin_app, create_http_app
+from lindung_runtime.faststream_adapter import (
+    ConcurrentStartKafkaBroker,
+    fetch_batches,
+)
+from lindung_runtime.http import (
+    HttpServer,
+    broker_check,
+    create_admin_app,
+    create_http_app,
+    database_check,
+)
 from lindung_runtime.kafka import all_topics, broker_security, ensure_topics
 from lindung_runtime.logging import get_logger
 from lindung_runtime.metrics import ServiceMetrics, refresh_gauges
@@ -43,18 +51,9 @@ log = get_logger(__name__)
 
 BackgroundTask = Callable[[], Awaitable[None]]
 
-
-class _KafkaBroker(KafkaBroker):
-    """Starts its subscribers concurrently. Joining a consumer group waits out the broker's
-    initial rebalance delay (measured 5 s on Tansu; Apache Kafka's default is 3 s), and FastStream
-    starts subscribers one after another, so a service with four would take four times as long."""
-
-    async def start(self) -> None:
-        await self.connect()
-        await asyncio.gather(*(subscriber.start() for subscriber in self.subscribers))
-        for publisher in self.publishers:
-            await publisher.start()
-        self.running = True
+#: How long a subscriber's fetch waits for records before it looks again (an idle subscriber
+#: wakes this often; records fetched meanwhile are handed over at once: see `fetch_batches`).
+BATCH_TIMEOUT_MS = 200
 
 
 class Service:
@@ -77,7 +76,8 @@ class Service:
         self.tracer_provider = tracer_provider or build_tracer_provider(
             name, settings.otel_traces_exporter, settings.otel_exporter_otlp_endpoint
         )
-        self.broker = _KafkaBroker(
+        # Subscribers start concurrently: each joins its own consumer group (see the adapter).
+        self.broker = ConcurrentStartKafkaBroker(
             settings.kafka_bootstrap_servers or "localhost:9092",
             client_id=self.client_id,
             acks="all",
@@ -109,9 +109,17 @@ class Service:
             on_shutdown=[self._stop_background],
             after_shutdown=[self.database.dispose],
         )
-        self.http = create_http_app(self, title=f"Lindung {name}", version="1.0.0")
+        self.http = create_http_app(name, title=f"Lindung {name}", version="1.0.0")
         self.http_server: HttpServer | None = None
-        self.admin_http = create_admin_app(self)
+        self.admin_http = create_admin_app(
+            name,
+            public=self.http,
+            checks={
+                "broker": broker_check(self.broker),
+                "database": database_check(self.database.read_session),
+            },
+            render_metrics=self.metrics.render,
+        )
         self.admin_server: HttpServer | None = None
         self.routes: dict[str, Route] = {}
         self.tracer = self.tracer_provider.get_tracer("lindung")
@@ -126,30 +134,29 @@ class Service:
 
         FastStream owns the consumer (group, fetching, offset commits after processing, telemetry,
         the AsyncAPI entry typed from the handler's signature); the runtime's ReliableConsumer
-        runs the handler for each record of a batch inside one transaction.
+        runs the handler for each record of a batch inside one transaction. `options` go to
+        FastStream's `broker.subscriber` and override the runtime's (fetch settings included).
         """
 
         def register(handler: Handler) -> Handler:
             event_type = next(iter(get_type_hints(handler).values()))
             self.routes[topic] = Route(handler, event_type, preload)
-            subscriber = self.broker.subscriber(
-                topic,
+            defaults: dict[str, Any] = dict(
                 group_id=self.group_for(topic),
                 batch=True,
                 max_records=self.settings.consumer_batch_size,
-                batch_timeout_ms=200,
+                batch_timeout_ms=BATCH_TIMEOUT_MS,
+                fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
+                fetch_min_bytes=self.settings.consumer_fetch_min_bytes,
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 auto_offset_reset="earliest",
                 title=f"{self.name}: {topic}",
                 description=(handler.__doc__ or "").strip() or None,
-                **options,
             )
+            # A service's own options win (e.g. a longer fetch wait off the latency path).
+            subscriber = self.broker.subscriber(topic, **(defaults | options))
             subscriber(handler)
-            linger_batches(
-                subscriber,
-                self.settings.consumer_batch_size,
-                self.settings.consumer_batch_linger_ms,
-            )
+            fetch_batches(subscriber, self.settings.consumer_batch_linger_ms)
             return handler
 
         return register
@@ -238,34 +245,6 @@ class Service:
         self._tasks.clear()
         await self.outbox.stop()
         log.info("service_stopped")
-
-
-def linger_batches(subscriber: Any, limit: int, linger_ms: int) -> None:
-    """Let a batch that came back short of `limit` wait up to `linger_ms` for more records.
-
-    FastStream hands over whatever one `getmany` returned; in a pipeline under load that is often
-    a few records (what the upstream relay sent since the last poll), and every batch costs a
-    transaction, an offset commit and a relay pass. Kafka's own knob for this, `fetch.min.bytes`,
-    is not honoured by every broker (Tansu ignores it), so the wait happens here.
-    """
-    if linger_ms <= 0:
-        return
-    fetch_once = subscriber.get_msg
-
-    async def get_msg(consumer: Any) -> tuple[Any, ...]:
-        records = list(await fetch_once(consumer))
-        deadline = asyncio.get_running_loop().time() + linger_ms / 1000
-        while records and len(records) < limit:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                break
-            more = await consumer.getmany(
-                timeout_ms=max(1, int(remaining * 1000)), max_records=limit - len(records)
-            )
-            records.extend(chain.from_iterable(more.values()))
-        return tuple(records)
-
-    subscriber.get_msg = get_msg
 
 
 def service_process_gc(young_threshold: int = 10_000) -> None:

@@ -48,8 +48,26 @@ class LindungSettings(BaseSettings):
     consumer_batch_linger_ms: int = Field(
         default=50,
         ge=0,
-        description="Wait this long for a short batch to fill: fewer, larger transactions under "
-        "load, at most this much added latency per hop when idle",
+        description="The most a short batch waits for more records, and only while they keep "
+        "coming (records the broker reported are waited for; otherwise the next fetch gets 5 ms, "
+        "and one that brings nothing hands the batch over): fewer, larger transactions under "
+        "load, about 5 ms per hop when traffic is light; 0: never wait",
+    )
+    consumer_fetch_max_wait_ms: int = Field(
+        default=200,
+        ge=1,
+        description="How long the broker may hold a fetch that finds less than "
+        "CONSUMER_FETCH_MIN_BYTES. The embedded broker (Tansu) holds every such fetch this long "
+        "even when records arrive meanwhile: there it is the latency a quiet hop can add, and "
+        "what batches light traffic. Apache Kafka answers as soon as the bytes are there: there "
+        "it only sets how often an idle consumer asks, and Kafka's own default, 500, is right",
+    )
+    consumer_fetch_min_bytes: int = Field(
+        default=1,
+        ge=1,
+        description="The bytes a fetch waits for, up to CONSUMER_FETCH_MAX_WAIT_MS (Tansu "
+        "ignores it). On Apache Kafka keep 1: under load fetches fill anyway, and a larger value "
+        "makes every record under light traffic wait out the whole fetch wait at every hop",
     )
     consumer_max_attempts: int = Field(default=5, ge=1, description="Tries before a dead letter")
     consumer_retry_base_seconds: float = Field(default=0.2, gt=0)

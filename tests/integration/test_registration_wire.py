@@ -17,7 +17,8 @@ from lindung_registration.app import create_service
 from lindung_registration.db import Worker
 from lindung_registration.settings import RegistrationSettings
 from lindung_runtime import Service
-from lindung_runtime.kafka import EventClient, aiokafka_producer
+from lindung_runtime.faststream_adapter import aiokafka_producer
+from lindung_runtime.kafka import EventClient
 from tests.integration.conftest import (
     count_rows,
     eventually,

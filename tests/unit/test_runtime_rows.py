@@ -1,13 +1,11 @@
-"""The hot path: cheaper row building, batch linger and garbage collection, same results."""
+"""The hot path: cheaper row building and garbage collection, same results (the batch linger:
+test_faststream_adapter.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from datetime import UTC, date, datetime
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from sqlmodel import select
@@ -17,7 +15,7 @@ from lindung_runtime.clock import FixedClock
 from lindung_runtime.db import Database
 from lindung_runtime.outbox import UnitOfWork
 from lindung_runtime.rows import NewRow
-from lindung_runtime.service import linger_batches, service_process_gc
+from lindung_runtime.service import service_process_gc
 
 VALUES = dict(
     worker_id="w-1",
@@ -104,50 +102,6 @@ async def test_a_loaded_row_added_once_per_record_saves_its_last_change(tmp_path
         (saved,) = (await session.exec(select(WorkerStatus))).all()
     await database.dispose()
     assert saved.expiry_alerts == 3
-
-
-class FakeConsumer:
-    """Hands out queued record lists, one per getmany call."""
-
-    def __init__(self, *fetches: list[int]) -> None:
-        self.fetches = list(fetches)
-        self.asked: list[int] = []
-
-    async def getmany(self, timeout_ms: int, max_records: int) -> dict[str, list[int]]:
-        self.asked.append(max_records)
-        if not self.fetches:
-            await asyncio.sleep(timeout_ms / 1000)
-            return {}
-        return {"tp": self.fetches.pop(0)[:max_records]}
-
-
-def subscriber_over(consumer: FakeConsumer, max_records: int) -> Any:
-    async def get_msg(_: Any) -> tuple[int, ...]:
-        return tuple((await consumer.getmany(200, max_records)).get("tp", []))
-
-    return SimpleNamespace(get_msg=get_msg)
-
-
-async def test_a_short_batch_waits_for_more_up_to_the_batch_size() -> None:
-    consumer = FakeConsumer([1, 2], [3], [4, 5, 6, 7], [8])
-    subscriber = subscriber_over(consumer, max_records=5)
-    linger_batches(subscriber, limit=5, linger_ms=500)
-    assert await subscriber.get_msg(consumer) == (1, 2, 3, 4, 5)
-    assert consumer.asked == [5, 3, 2]  # never asks for more than the batch has room for
-
-
-async def test_a_short_batch_goes_on_when_nothing_more_comes() -> None:
-    consumer = FakeConsumer([1])
-    subscriber = subscriber_over(consumer, max_records=500)
-    linger_batches(subscriber, limit=500, linger_ms=30)
-    assert await subscriber.get_msg(consumer) == (1,)
-
-
-def test_no_linger_leaves_the_subscriber_alone() -> None:
-    subscriber = subscriber_over(FakeConsumer(), max_records=5)
-    original = subscriber.get_msg
-    linger_batches(subscriber, limit=5, linger_ms=0)
-    assert subscriber.get_msg is original
 
 
 def test_a_service_process_sets_its_startup_heap_aside_from_the_collector() -> None:
