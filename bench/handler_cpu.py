@@ -3,7 +3,7 @@
     .venv/bin/python bench/handler_cpu.py [--n 20000] [--repeat 3]
 
 Runs the pipeline's chain in one process, each service with its real SQLite database (migrated)
-and its real consumer path (the runtime's BatchProcessor: decode and validate, inbox, handler,
+and its real consumer path (the topic's pipeline: decode and validate, trust, inbox, handler,
 outbox, one transaction per batch of CONSUMER_BATCH_SIZE records), fed with what its upstream
 wrote to its outbox (body and stored headers, as the relay would send them):
 
@@ -43,9 +43,9 @@ from lindung_eligibility.settings import EligibilitySettings
 from lindung_registration.app import create_service as create_registration
 from lindung_registration.settings import RegistrationSettings
 from lindung_runtime import Service
-from lindung_runtime.consumer import BatchProcessor, deliveries_of
 from lindung_runtime.logging import configure_logging
 from lindung_runtime.outbox import OutboxMessage
+from lindung_runtime.pipeline import Batch, deliveries_of
 from lindung_runtime.service import service_process_gc
 
 Records = list[ConsumerRecord[bytes, bytes]]
@@ -103,12 +103,14 @@ async def emitted(service: Service, topic: str) -> Records:
 
 async def consume(service: Service, records: Records) -> float:
     """Process `records` in the service's batches; the process CPU seconds it took."""
-    route = service.routes[records[0].topic]
+    topic = records[0].topic
+    pipeline = service.pipeline_for(topic)
+    assert pipeline is not None, f"{service.name} does not consume {topic}"
     size = service.settings.consumer_batch_size
     batches = [deliveries_of(records[i : i + size]) for i in range(0, len(records), size)]
     started = time.process_time()
-    for batch in batches:
-        await BatchProcessor(service, route).process(batch)
+    for deliveries in batches:
+        await pipeline(Batch(topic, deliveries))
     return time.process_time() - started
 
 

@@ -10,7 +10,8 @@ uncollectable per generation) and `python_info`.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 
 from prometheus_client import (
     CollectorRegistry,
@@ -24,12 +25,10 @@ from prometheus_client import (
 )
 from sqlalchemy import func
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from lindung_runtime.logging import get_logger
 from lindung_runtime.outbox import OutboxMessage
-
-if TYPE_CHECKING:
-    from lindung_runtime.service import Service
 
 log = get_logger(__name__)
 
@@ -58,7 +57,8 @@ class ServiceMetrics:
         )
         self.handler_seconds = Histogram(
             "lindung_handler_duration_seconds",
-            "Time in one event's handler (inside its batch transaction)",
+            "Handler time per event, inside its batch transaction (a batch handler: its time "
+            "divided by its events, once per batch)",
             ["service", "topic"],
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
@@ -102,14 +102,20 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
-async def refresh_gauges(service: Service) -> None:
-    """Background loop: outbox backlog and consumer lag are asked for, not counted."""
+async def refresh_gauges(
+    metrics: ServiceMetrics,
+    read_session: Callable[[], AbstractAsyncContextManager[AsyncSession]],
+    bootstrap: str | None,
+    groups: Callable[[], Mapping[str, str]],
+) -> None:
+    """Background loop: the outbox backlog and the lag of each consumed topic (`groups()`: its
+    consumer group by topic) are asked for, not counted."""
     from lindung_runtime.kafka import GroupOffsets
 
-    metrics = service.metrics
+    service = metrics.service
     while True:
         try:
-            async with service.database.read_session() as session:
+            async with read_session() as session:
                 backlog = (
                     await session.exec(
                         select(func.count())
@@ -117,13 +123,13 @@ async def refresh_gauges(service: Service) -> None:
                         .where(col(OutboxMessage.published_at).is_(None))
                     )
                 ).one()
-            metrics.outbox_backlog.labels(service.name).set(backlog)
-            bootstrap = service.settings.kafka_bootstrap_servers
-            if bootstrap and service.routes:
+            metrics.outbox_backlog.labels(service).set(backlog)
+            consumed = groups()
+            if bootstrap and consumed:
                 async with GroupOffsets(bootstrap) as offsets:
-                    for topic in service.routes:
-                        lag = await offsets.lag(service.group_for(topic), [topic])
-                        metrics.consumer_lag.labels(service.name, topic).set(lag)
+                    for topic, group in consumed.items():
+                        lag = await offsets.lag(group, [topic])
+                        metrics.consumer_lag.labels(service, topic).set(lag)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the broker may be away: the gauges keep their last value

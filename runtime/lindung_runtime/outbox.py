@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -201,12 +201,12 @@ class UnitOfWork:
     def added(self, model: type[T]) -> list[T]:
         return list(self._added.get(model, {}).values())
 
-    def emit(self, event: Event) -> str:
+    def emit(self, event: Event, trace: Mapping[str, str] | None = None) -> str:
         """Queue an event in the outbox; it is published only if this transaction commits.
-        Returns its CloudEvents id."""
+        It continues the running trace, or `trace` (W3C headers). Returns its CloudEvents id."""
         now = self.now()
         headers = cloudevent_headers(event.ce_type(), self.source, time=now)
-        headers.update(current_trace_headers())
+        headers.update(current_trace_headers() if trace is None else trace)
         self._outbox_rows.append(
             {
                 "event_id": headers["ce_id"],

@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 from faststream import AckPolicy, FastStream
 from faststream.specification import AsyncAPI
 from opentelemetry.sdk.trace import TracerProvider
+from pydantic import BaseModel
 from sqlmodel import SQLModel
 
 from lindung_contracts import Event
 from lindung_runtime.clock import Clock, SystemClock
-from lindung_runtime.consumer import Handler, Preload, ReliableConsumer, Route
+from lindung_runtime.consumer import Pipeline, ReliableConsumer
 from lindung_runtime.db import Database
 from lindung_runtime.faststream_adapter import (
     ConcurrentStartKafkaBroker,
@@ -44,6 +46,7 @@ from lindung_runtime.logging import get_logger
 from lindung_runtime.metrics import ServiceMetrics, refresh_gauges
 from lindung_runtime.migrations import has_migrations, upgrade_async
 from lindung_runtime.outbox import RUNTIME_TABLES, OutboxRelay, UnitOfWork, purge_old_rows
+from lindung_runtime.pipeline import DeadLetters, Handler, Preload, Route, build
 from lindung_runtime.settings import LindungSettings
 from lindung_runtime.tracing import build_tracer_provider
 
@@ -76,6 +79,7 @@ class Service:
         self.tracer_provider = tracer_provider or build_tracer_provider(
             name, settings.otel_traces_exporter, settings.otel_exporter_otlp_endpoint
         )
+        self.metrics = ServiceMetrics(name)
         # Subscribers start concurrently: each joins its own consumer group (see the adapter).
         self.broker = ConcurrentStartKafkaBroker(
             settings.kafka_bootstrap_servers or "localhost:9092",
@@ -83,14 +87,14 @@ class Service:
             acks="all",
             security=broker_security(settings),
             graceful_timeout=15.0,
-            # No FastStream telemetry middleware: the reliable consumer opens one span per record
-            # (the trace hop operations follow) and the outbox row carries that span's context;
-            # a second span per batch and one per publish cost a third of the CPU per event.
-            middlewares=[ReliableConsumer(self)],
+            # No FastStream telemetry middleware: the pipeline opens one span per batch, linked
+            # to each record's producer context, and the outbox row carries the record's
+            # context; FastStream's span per record and per publish cost a third of the CPU.
+            middlewares=[ReliableConsumer(self.pipeline_for, self.metrics, name)],
             logger=logging.getLogger(f"lindung.{name}.broker"),
             log_level=logging.DEBUG,
         )
-        self.metrics = ServiceMetrics(name)
+        self.dead_letters = DeadLetters(self.broker.publish, name, self.metrics)
         self.outbox = OutboxRelay(
             self.database,
             self.broker,
@@ -122,8 +126,8 @@ class Service:
         )
         self.admin_server: HttpServer | None = None
         self.routes: dict[str, Route] = {}
+        self._pipelines: dict[str, tuple[Route, Pipeline]] = {}
         self.tracer = self.tracer_provider.get_tracer("lindung")
-        self.dead_lettered = 0
         self._background: list[BackgroundTask] = [self._purge_old_rows_hourly, self._refresh_gauges]
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -139,8 +143,8 @@ class Service:
         """
 
         def register(handler: Handler) -> Handler:
-            event_type = next(iter(get_type_hints(handler).values()))
-            self.routes[topic] = Route(handler, event_type, preload)
+            event_type, batch = handled_event(handler)
+            self.routes[topic] = Route(handler, event_type, preload, batch)
             defaults: dict[str, Any] = dict(
                 group_id=self.group_for(topic),
                 batch=True,
@@ -155,11 +159,45 @@ class Service:
             )
             # A service's own options win (e.g. a longer fetch wait off the latency path).
             subscriber = self.broker.subscriber(topic, **(defaults | options))
-            subscriber(handler)
+            # FastStream reads the handler's signature for the AsyncAPI document; the pipeline
+            # calls the handler itself.
+            subscriber(schema_stub(handler, event_type) if batch else handler)
             fetch_batches(subscriber, self.settings.consumer_batch_linger_ms)
             return handler
 
         return register
+
+    @property
+    def dead_lettered(self) -> int:
+        """Records this service has dead-lettered since it started."""
+        return self.dead_letters.count
+
+    def pipeline_for(self, topic: str) -> Pipeline | None:
+        """The reliable pipeline of a subscribed topic (lindung_runtime.pipeline), built on
+        first use from its route, and again if the route is replaced."""
+        route = self.routes.get(topic)
+        if route is None:
+            return None
+        built = self._pipelines.get(topic)
+        if built is None or built[0] is not route:
+            settings = self.settings
+            pipeline = build(
+                route,
+                dead_letters=self.dead_letters,
+                trusted=settings.trusted_sources_for(topic),
+                unit_of_work=self.unit_of_work,
+                tracer=self.tracer,
+                tracer_provider=self.tracer_provider,
+                metrics=self.metrics,
+                service=self.name,
+                group=self.group_for(topic),
+                retry_base_seconds=settings.consumer_retry_base_seconds,
+                max_attempts=settings.consumer_max_attempts,
+                not_ready_max_wait_seconds=settings.consumer_not_ready_max_wait_seconds,
+                on_committed=self.outbox.wake,
+            )
+            built = self._pipelines[topic] = (route, pipeline)
+        return built[1]
 
     def group_for(self, topic: str) -> str:
         """One consumer group per (service, topic): a subscriber joining or leaving never makes
@@ -209,7 +247,12 @@ class Service:
             self.metrics.produced.labels(self.name, topic).inc()
 
     async def _refresh_gauges(self) -> None:
-        await refresh_gauges(self)
+        await refresh_gauges(
+            self.metrics,
+            self.database.read_session,
+            self.settings.kafka_bootstrap_servers,
+            lambda: {topic: self.group_for(topic) for topic in self.routes},
+        )
 
     async def _purge_old_rows_hourly(self) -> None:
         days = self.settings.retention_days
@@ -245,6 +288,32 @@ class Service:
         self._tasks.clear()
         await self.outbox.stop()
         log.info("service_stopped")
+
+
+def handled_event(handler: Handler) -> tuple[type[BaseModel], bool]:
+    """The event type a handler takes, and whether it takes a batch (`list[Message[E]]`)."""
+    first = next(iter(get_type_hints(handler).values()))
+    if get_origin(first) is list:
+        (message,) = get_args(first)
+        (event_type,) = get_args(message)
+        return event_type, True
+    return first, False
+
+
+def schema_stub(handler: Handler, event_type: type[BaseModel]) -> Handler:
+    """A function FastStream can read as `(event: E)`, named and documented as `handler`, so a
+    batch handler's AsyncAPI entry is the same as a per-record handler's."""
+
+    async def stub(event: Any) -> None:
+        raise AssertionError("the pipeline calls batch handlers, not FastStream")
+
+    first = next(iter(inspect.signature(handler).parameters))
+    stub.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(first, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=event_type)]
+    )
+    stub.__name__, stub.__qualname__ = handler.__name__, handler.__qualname__
+    stub.__module__, stub.__doc__ = handler.__module__, handler.__doc__
+    return stub
 
 
 def service_process_gc(young_threshold: int = 10_000) -> None:

@@ -21,7 +21,7 @@ from lindung_registration.app import create_service
 from lindung_registration.db import PaymentRecord
 from lindung_registration.settings import RegistrationSettings
 from lindung_runtime import Service
-from lindung_runtime.consumer import Route, describe
+from lindung_runtime.pipeline import Route, describe
 from lindung_runtime.settings import LindungSettings
 from tests.sources import trusted_source
 from tests.unit.handler_kit import QUICK_GIVE_UP, DeadLetters, rows, with_tables

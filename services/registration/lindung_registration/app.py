@@ -10,7 +10,7 @@ from lindung_registration.db import TABLES
 from lindung_registration.imports import Importer
 from lindung_registration.settings import RegistrationSettings
 from lindung_runtime import Clock, Service
-from lindung_runtime.consumer import Handler
+from lindung_runtime.pipeline import Handler
 
 NAME = "registration"
 

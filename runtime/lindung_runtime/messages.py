@@ -1,0 +1,109 @@
+"""What a batch handler takes and returns: a batch of messages in, a batch of events out.
+
+    async def on_confirmed(
+        batch: list[Message[EligibilityConfirmed]], tx: Transaction
+    ) -> list[Outgoing]:
+        ...  # one query per table, the domain's pure rules, bulk writes on tx.connection
+        return [message.reply(ContributionInvoiced(...)) for message in ...]
+
+The runtime has already skipped what the inbox has seen; after the handler it writes the
+outgoing events to the outbox and the batch's inbox marks, and commits, all in `tx`'s
+transaction. A handler raises to fail the whole batch: the pipeline retries it, then replays it
+one record per transaction to isolate a poison record (pipeline/dead_letter.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import SQLModel
+
+from lindung_contracts import Event
+from lindung_runtime.clock import Clock
+
+E = TypeVar("E")
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """An event to publish after commit, with the trace context it continues."""
+
+    event: Event
+    trace: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Message(Generic[E]):
+    """One inbound event of a batch: the event, its CloudEvents id (also its inbox mark) and
+    the trace context that what it causes continues (the worker's trace)."""
+
+    event: E
+    id: str
+    trace: Mapping[str, str]
+
+    def reply(self, event: Event) -> Outgoing:
+        """An outgoing event caused by this one, in its trace."""
+        return Outgoing(event, self.trace)
+
+
+class Transaction:
+    """One batch's database transaction, for SQLAlchemy Core statements, and today's time."""
+
+    def __init__(self, connection: AsyncConnection, clock: Clock) -> None:
+        self.connection = connection
+        self.clock = clock
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    @property
+    def postgres(self) -> bool:
+        return self.connection.dialect.name == "postgresql"
+
+    async def rows(self, statement: Any) -> Sequence[Any]:
+        """The rows a query returns (plain rows, attribute access by column name)."""
+        return (await self.connection.execute(statement)).all()
+
+    async def insert_new(
+        self, model: type[SQLModel], rows: Sequence[Mapping[str, Any]], returning: Any = None
+    ) -> Sequence[Any]:
+        """Insert rows in one statement, leaving alone any whose key exists already (another
+        instance, or a redelivery, got there first). With `returning` (columns), the rows that
+        were inserted."""
+        if not rows:
+            return []
+        statement = self._insert(model).on_conflict_do_nothing()
+        if returning is None:
+            await self.connection.execute(statement, list(rows))
+            return []
+        # One multi-row statement (executemany cannot return rows on every driver).
+        result = await self.connection.execute(statement.values(list(rows)).returning(*returning))
+        return result.all()
+
+    async def upsert(
+        self,
+        model: type[SQLModel],
+        rows: Sequence[Mapping[str, Any]],
+        keys: Iterable[str],
+        update: Iterable[str],
+    ) -> None:
+        """Insert rows, or set the `update` columns of those whose `keys` exist, in one
+        statement."""
+        if not rows:
+            return
+        statement = self._insert(model)
+        statement = statement.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={name: statement.excluded[name] for name in update},
+        )
+        await self.connection.execute(statement, list(rows))
+
+    def _insert(self, model: type[SQLModel]) -> Any:
+        table: Table = model.__table__  # type: ignore[attr-defined]
+        return (postgresql if self.postgres else sqlite).insert(table)

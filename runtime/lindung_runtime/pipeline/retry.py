@@ -1,0 +1,63 @@
+"""Retry step: a failed batch is tried again with backoff, as long as its failure may pass."""
+
+from __future__ import annotations
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    wait_exponential,
+)
+
+from lindung_runtime.errors import NotReadyYet, PermanentError
+from lindung_runtime.logging import get_logger
+from lindung_runtime.pipeline.batch import Batch, Handle, Step
+from lindung_runtime.pipeline.describe import describe, error_code
+
+log = get_logger(__name__)
+
+
+def log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    log.warning(
+        "batch_failed_will_retry",
+        attempt=state.attempt_number,
+        retry_in_s=round(state.upcoming_sleep, 3),
+        error_code=error_code(error) if error else None,
+        error=describe(error) if error else None,
+    )
+
+
+def _not_ready(state: RetryCallState) -> bool:
+    return state.outcome is not None and isinstance(state.outcome.exception(), NotReadyYet)
+
+
+def retrying(base_seconds: float, max_attempts: int, not_ready_max_wait_seconds: float) -> Step:
+    """A missing upstream fact (NotReadyYet: the programme not known yet) will arrive: wait for
+    it up to `not_ready_max_wait_seconds`. Any other failure that is not permanent is tried
+    `max_attempts` times. Then the failure goes up to the dead-letter step."""
+    waiting = wait_exponential(multiplier=base_seconds, max=5.0)
+    failing = wait_exponential(multiplier=base_seconds, max=10.0)
+
+    def stop(state: RetryCallState) -> bool:
+        if _not_ready(state):
+            return (state.seconds_since_start or 0.0) >= not_ready_max_wait_seconds
+        return state.attempt_number >= max_attempts
+
+    def step(next_: Handle) -> Handle:
+        async def run(batch: Batch) -> None:
+            retrying = AsyncRetrying(
+                retry=retry_if_exception(
+                    lambda e: isinstance(e, Exception) and not isinstance(e, PermanentError)
+                ),
+                stop=stop,
+                wait=lambda state: (waiting if _not_ready(state) else failing)(state),
+                sleep=batch.sleep,
+                before_sleep=log_retry,
+                reraise=True,
+            )
+            await retrying(next_, batch)
+
+        return run
+
+    return step
