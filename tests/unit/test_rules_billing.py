@@ -8,15 +8,20 @@ import pytest
 
 from lindung_billing.domain import (
     RATE_TABLE,
+    Confirmation,
     ContributionLine,
+    InvoiceTotals,
+    PaymentIn,
     RateSchedule,
     alert_id,
     alert_windows_due,
+    bill_lines,
     contribution_line,
     coverage_months,
     invoice_id_for,
     monthly_components,
     rate_for,
+    record_payments,
 )
 
 START, END = date(2025, 10, 1), date(2025, 12, 31)
@@ -158,3 +163,34 @@ def test_no_alert_windows_means_nothing_due() -> None:
 def test_alert_id_names_programme_end_and_window() -> None:
     assert alert_id("sbd", date(2025, 12, 31), 14) == "sbd:2025-12-31:14d"
     assert alert_id("sbd", date(2025, 12, 31), 14) != alert_id("sbd", date(2025, 12, 31), 7)
+
+
+def confirmation(n: int, program: str = "P1") -> Confirmation:
+    return Confirmation(f"w-{n}", program, 1_000_000, START, END)
+
+
+def test_lines_on_an_invoice_paid_ahead_are_active_while_the_payment_covers_them() -> None:
+    per_line = contribution_line(1_000_000, START, END).amount_idr  # 50,400
+    invoices = {invoice_id_for("P1"): InvoiceTotals(total_idr=0, paid_idr=2 * per_line)}
+    billed = bill_lines([confirmation(n) for n in range(3)], invoices)
+    assert [b.active for b in billed] == [True, True, False]
+    assert invoices[invoice_id_for("P1")].total_idr == 3 * per_line
+    # A programme without an invoice yet starts one at zero, unpaid.
+    [other] = bill_lines([confirmation(9, "P2")], invoices)
+    assert not other.active and invoices[invoice_id_for("P2")].total_idr == per_line
+
+
+def test_a_payment_counts_once_however_often_it_is_announced() -> None:
+    invoices = {"INV-P1": InvoiceTotals(total_idr=100, paid_idr=0)}
+    known = {("INV-P1", "old")}
+    recorded = record_payments(
+        [
+            PaymentIn("INV-P1", "old", 40),  # recorded by an earlier batch
+            PaymentIn("INV-P1", "new", 60),
+            PaymentIn("INV-P1", "new", 60),  # announced twice in this batch
+        ],
+        invoices,
+        known,
+    )
+    assert [p.reference for p in recorded] == ["new"]
+    assert invoices["INV-P1"].paid_idr == 60

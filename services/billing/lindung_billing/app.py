@@ -14,12 +14,8 @@ NAME = "billing"
 def create_service(settings: BillingSettings | None = None, clock: Clock | None = None) -> Service:
     service = Service(NAME, settings or BillingSettings(), TABLES, clock=clock)
     service.consumer(topics.PROGRAM_PUBLISHED)(handlers.on_program_published)
-    service.consumer(topics.ELIGIBILITY_CONFIRMED, preload=handlers.preload_lines)(
-        handlers.on_eligibility_confirmed
-    )
-    service.consumer(topics.PAYMENT_RECEIVED, preload=handlers.preload_payments)(
-        handlers.on_payment_received
-    )
+    service.consumer(topics.ELIGIBILITY_CONFIRMED)(handlers.on_eligibility_confirmed)
+    service.consumer(topics.PAYMENT_RECEIVED)(handlers.on_payment_received)
     service.consumer(topics.DAY_STARTED)(handlers.on_day_started)
     service.publishes(ContributionInvoiced, CoverageActivated, CoverageExpiring)
     return service

@@ -90,3 +90,74 @@ def alert_windows_due(today: date, alert_days_before_end: list[int]) -> dict[int
 
 def alert_id(program_id: str, coverage_end: date, days_left: int) -> str:
     return f"{program_id}:{coverage_end.isoformat()}:{days_left}d"
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What billing needs of one confirmed worker to bill the programme for them."""
+
+    worker_id: str
+    program_id: str
+    reported_income_idr: int
+    coverage_start: date
+    coverage_end: date
+
+
+@dataclass(frozen=True)
+class BilledLine:
+    """A worker's new line, and whether it is active at once (on an invoice paid ahead)."""
+
+    confirmation: Confirmation
+    invoice_id: str
+    line: ContributionLine
+    active: bool
+
+
+@dataclass
+class InvoiceTotals:
+    total_idr: int
+    paid_idr: int
+
+
+def bill_lines(
+    confirmations: list[Confirmation], invoices: dict[str, InvoiceTotals]
+) -> list[BilledLine]:
+    """Add each confirmation's line to its programme's invoice, in order; `invoices` (by id) are
+    updated in place. A line is active at once while its invoice stays paid up with it counted
+    (`is_paid_up`): an invoice paid ahead covers the lines that fit in what was paid, in the
+    order they came."""
+    billed = []
+    for confirmation in confirmations:
+        invoice_id = invoice_id_for(confirmation.program_id)
+        line = contribution_line(
+            confirmation.reported_income_idr,
+            confirmation.coverage_start,
+            confirmation.coverage_end,
+        )
+        totals = invoices.setdefault(invoice_id, InvoiceTotals(0, 0))
+        totals.total_idr += line.amount_idr
+        active = is_paid_up(totals.paid_idr, totals.total_idr)
+        billed.append(BilledLine(confirmation, invoice_id, line, active))
+    return billed
+
+
+@dataclass(frozen=True)
+class PaymentIn:
+    invoice_id: str
+    reference: str
+    amount_idr: int
+
+
+def record_payments(
+    payments: list[PaymentIn], invoices: dict[str, InvoiceTotals], known: set[tuple[str, str]]
+) -> list[PaymentIn]:
+    """The payments to record, in order: each (invoice, reference) counts once, however often
+    it is announced (`known`: those recorded before). `invoices` are updated in place."""
+    recorded = []
+    for payment in payments:
+        if (payment.invoice_id, payment.reference) in known:
+            continue
+        known.add((payment.invoice_id, payment.reference))
+        invoices[payment.invoice_id].paid_idr += payment.amount_idr
+        recorded.append(payment)
+    return recorded

@@ -12,22 +12,25 @@ and a payment sees every line. SQLite ignores FOR UPDATE: its writers take turns
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol
 
 from faststream import Context
-from sqlalchemy import Table, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, update
 from sqlmodel import col, select
 
 from lindung_billing.db import ExpiryAlert, Invoice, InvoiceLine, Payment, Program
 from lindung_billing.domain import (
+    Confirmation,
+    InvoiceTotals,
+    PaymentIn,
     alert_id,
     alert_windows_due,
-    contribution_line,
+    bill_lines,
     invoice_id_for,
     is_paid_up,
+    record_payments,
 )
 from lindung_contracts import (
     ContributionInvoiced,
@@ -40,7 +43,7 @@ from lindung_contracts import (
 )
 from lindung_runtime import NotReadyYet, PermanentError, UnitOfWork
 from lindung_runtime.logging import get_logger
-from lindung_runtime.privacy import mask_nik
+from lindung_runtime.messages import Message, Outgoing, Transaction
 
 log = get_logger(__name__)
 
@@ -66,138 +69,217 @@ async def on_program_published(program: ProgramPublished, uow: UnitOfWork = Cont
     uow.add(row)
 
 
-async def preload_lines(confirmations: list[EligibilityConfirmed], uow: UnitOfWork) -> None:
-    """Load the batch's lines, and open and lock the invoices it will add lines to."""
-    await uow.preload(InvoiceLine, InvoiceLine.worker_id, [c.worker_id for c in confirmations])
-    known = [
-        program_id
-        for program_id in sorted({c.program_id for c in confirmations})
-        if await uow.get(Program, program_id) is not None  # unknown ones wait: NotReadyYet
+async def _lock_invoices(
+    tx: Transaction, invoice_ids: list[str], open_: Mapping[str, object] | None = None
+) -> dict[str, InvoiceTotals]:
+    """Lock the invoices until commit, in invoice-id order (see the module's docstring), and
+    return their totals. With `open_` (programmes by id), first create those of its programmes
+    that do not exist yet, in one statement that leaves an existing one alone: two instances
+    opening the same invoice at once both go on, instead of one failing on the primary key."""
+    if open_:
+        await tx.insert_new(
+            Invoice,
+            [
+                {"invoice_id": invoice_id_for(p), "program_id": p, "total_idr": 0, "paid_idr": 0}
+                for p in sorted(open_, key=invoice_id_for)  # one order: no crosswise waits
+            ],
+        )
+    rows = await tx.rows(
+        select(Invoice.invoice_id, Invoice.total_idr, Invoice.paid_idr)
+        .where(col(Invoice.invoice_id).in_(sorted(set(invoice_ids))))
+        .order_by(col(Invoice.invoice_id))
+        .with_for_update()
+    )
+    return {row.invoice_id: InvoiceTotals(row.total_idr, row.paid_idr) for row in rows}
+
+
+async def _add_to_invoices(
+    tx: Transaction, column: str, invoices: dict[str, InvoiceTotals], before: dict[str, int]
+) -> None:
+    """Add to each invoice's `column` what the batch added (atomic `SET x = x + :added`)."""
+    added = [
+        {"id": invoice_id, "added": getattr(totals, column) - before[invoice_id]}
+        for invoice_id, totals in invoices.items()
+        if getattr(totals, column) != before[invoice_id]
     ]
-    await _open_invoices(uow, known)
-    await _lock_invoices(uow, (invoice_id_for(program_id) for program_id in known))
-
-
-async def preload_payments(payments: list[PaymentReceived], uow: UnitOfWork) -> None:
-    """Lock the invoices the batch pays, before any handler reads them."""
-    await _lock_invoices(uow, (p.invoice_id for p in payments))
-
-
-async def _open_invoices(uow: UnitOfWork, program_ids: list[str]) -> None:
-    """Create the programmes' invoices that do not exist yet, in one statement that leaves an
-    existing one alone: two instances opening the same invoice at once both go on, instead of
-    one failing on the primary key and retrying its whole batch."""
-    if not program_ids:
-        return
-    connection = await uow.session.connection()
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    rows = [
-        {"invoice_id": invoice_id_for(p), "program_id": p, "total_idr": 0, "paid_idr": 0}
-        for p in sorted(program_ids, key=invoice_id_for)  # one order: no crosswise waits
-    ]
-    await connection.execute(dialect.insert(Invoice).on_conflict_do_nothing(), rows)
-
-
-async def _lock_invoices(uow: UnitOfWork, invoice_ids: Iterable[str]) -> None:
-    """Lock each invoice row until commit, in invoice-id order (see the module's docstring);
-    later `uow.get(Invoice, id, for_update=True)` calls answer from the batch's locked rows."""
-    for invoice_id in sorted(set(invoice_ids)):
-        await uow.get(Invoice, invoice_id, for_update=True)
+    if added:
+        invoice = Invoice.__table__.c  # type: ignore[attr-defined]
+        await tx.connection.execute(
+            update(Invoice)
+            .where(invoice.invoice_id == bindparam("id"))
+            .values({column: invoice[column] + bindparam("added")}),
+            added,
+        )
 
 
 async def on_eligibility_confirmed(
-    confirmed: EligibilityConfirmed, uow: UnitOfWork = Context("uow")
-) -> None:
-    """Add the worker's line to the programme term's invoice (locked: see the module's
-    docstring); if the sponsor has already paid for it, the line is active at once."""
-    if await uow.get(InvoiceLine, confirmed.worker_id) is not None:
-        return
-    program = await uow.get(Program, confirmed.program_id)
-    if program is None:
-        raise NotReadyYet(f"programme {confirmed.program_id!r} not published (yet)")
-    line = contribution_line(
-        program.reported_income_idr, confirmed.coverage_start, confirmed.coverage_end
+    batch: list[Message[EligibilityConfirmed]], tx: Transaction
+) -> list[Outgoing]:
+    """Add each confirmed worker's line to the programme term's invoice (locked: see the
+    module's docstring); a line on an invoice paid ahead is active at once."""
+    program_ids = sorted({m.event.program_id for m in batch})
+    programs = {
+        row.program_id: row
+        for row in await tx.rows(
+            select(Program.program_id, Program.reported_income_idr).where(
+                col(Program.program_id).in_(program_ids)
+            )
+        )
+    }
+    if missing := [p for p in program_ids if p not in programs]:
+        raise NotReadyYet(f"programme {missing[0]!r} not published (yet)")
+    invoices = await _lock_invoices(tx, [invoice_id_for(p) for p in program_ids], open_=programs)
+    # Read under the invoices' locks: a line another instance added meanwhile is seen here.
+    worker_ids = [m.event.worker_id for m in batch]
+    billed_before = set(
+        (
+            await tx.connection.execute(
+                select(InvoiceLine.worker_id).where(col(InvoiceLine.worker_id).in_(worker_ids))
+            )
+        ).scalars()
     )
-    invoice_id = invoice_id_for(program.program_id)
-    invoice = await uow.get(Invoice, invoice_id, for_update=True) or Invoice(
-        invoice_id=invoice_id, program_id=program.program_id
+    new: dict[str, Message[EligibilityConfirmed]] = {}
+    for message in batch:  # once per worker, whatever the batch repeats
+        if message.event.worker_id not in billed_before:
+            new.setdefault(message.event.worker_id, message)
+    before = {invoice_id: totals.total_idr for invoice_id, totals in invoices.items()}
+    billed = bill_lines(
+        [
+            Confirmation(
+                worker_id=c.worker_id,
+                program_id=c.program_id,
+                reported_income_idr=programs[c.program_id].reported_income_idr,
+                coverage_start=c.coverage_start,
+                coverage_end=c.coverage_end,
+            )
+            for c in (m.event for m in new.values())
+        ],
+        invoices,
     )
-    invoice.total_idr += line.amount_idr
-    row = uow.create(
+    now = tx.now()
+    await tx.insert_new(
         InvoiceLine,
-        worker_id=confirmed.worker_id,
+        [
+            {
+                "worker_id": b.confirmation.worker_id,
+                "invoice_id": b.invoice_id,
+                "program_id": b.confirmation.program_id,
+                "nik": (c := new[b.confirmation.worker_id].event).nik,
+                "full_name": c.full_name,
+                "village": c.village,
+                "district": c.district,
+                "coverage_start": c.coverage_start,
+                "coverage_end": c.coverage_end,
+                "periods": json.dumps(b.line.periods),
+                "amount_idr": b.line.amount_idr,
+                "activated_at": now if b.active else None,
+            }
+            for b in billed
+        ],
+    )
+    await _add_to_invoices(tx, "total_idr", invoices, before)
+    replies = []
+    for b in billed:
+        message = new[b.confirmation.worker_id]
+        c = message.event
+        replies.append(
+            message.reply(
+                ContributionInvoiced(
+                    invoice_id=b.invoice_id,
+                    worker_id=c.worker_id,
+                    program_id=c.program_id,
+                    nik=c.nik,
+                    periods=b.line.periods,
+                    monthly_amount_idr=b.line.monthly_amount_idr,
+                    amount_idr=b.line.amount_idr,
+                    components=b.line.components,
+                )
+            )
+        )
+        if b.active:
+            replies.append(message.reply(_activated(c, b.invoice_id)))
+    return replies
+
+
+def _activated(line: _ActivatedLine, invoice_id: str) -> CoverageActivated:
+    return CoverageActivated(
+        worker_id=line.worker_id,
+        program_id=line.program_id,
+        nik=line.nik,
+        coverage_start=line.coverage_start,
+        coverage_end=line.coverage_end,
         invoice_id=invoice_id,
-        program_id=program.program_id,
-        nik=confirmed.nik,
-        full_name=confirmed.full_name,
-        village=confirmed.village,
-        district=confirmed.district,
-        coverage_start=confirmed.coverage_start,
-        coverage_end=confirmed.coverage_end,
-        periods=json.dumps(line.periods),
-        amount_idr=line.amount_idr,
     )
-    uow.add(invoice)
-    uow.emit(
-        ContributionInvoiced(
-            invoice_id=invoice_id,
-            worker_id=confirmed.worker_id,
-            program_id=program.program_id,
-            nik=confirmed.nik,
-            periods=line.periods,
-            monthly_amount_idr=line.monthly_amount_idr,
-            amount_idr=line.amount_idr,
-            components=line.components,
+
+
+async def on_payment_received(
+    batch: list[Message[PaymentReceived]], tx: Transaction
+) -> list[Outgoing]:
+    """Record the payments; once an invoice is covered, activate every line waiting on it
+    (the invoices are locked: see the module's docstring)."""
+    invoice_ids = sorted({m.event.invoice_id for m in batch})
+    invoices = await _lock_invoices(tx, invoice_ids)
+    if unknown := [i for i in invoice_ids if i not in invoices]:
+        raise UnknownInvoice(f"no invoice {unknown[0]!r}")
+    known = {
+        (row.invoice_id, row.reference)
+        for row in await tx.rows(
+            select(Payment.invoice_id, Payment.reference).where(
+                col(Payment.invoice_id).in_(invoice_ids),
+                col(Payment.reference).in_({m.event.reference for m in batch}),
+            )
         )
+    }
+    before = {invoice_id: totals.paid_idr for invoice_id, totals in invoices.items()}
+    paying = {(m.event.invoice_id, m.event.reference): m for m in batch}
+    recorded = record_payments(
+        [PaymentIn(m.event.invoice_id, m.event.reference, m.event.amount_idr) for m in batch],
+        invoices,
+        known,
     )
-    if is_paid_up(invoice.paid_idr, invoice.total_idr):  # paid ahead, this line included
-        row.activated_at = uow.now()
-        _emit_activated(uow, row)
-    log.debug("contribution_invoiced", nik=mask_nik(confirmed.nik), amount_idr=line.amount_idr)
-
-
-async def on_payment_received(payment: PaymentReceived, uow: UnitOfWork = Context("uow")) -> None:
-    """Record the payment; once the invoice is covered, activate every line waiting on it
-    (the invoice is locked: see the module's docstring)."""
-    invoice = await uow.get(Invoice, payment.invoice_id, for_update=True)
-    if invoice is None:
-        raise UnknownInvoice(f"no invoice {payment.invoice_id!r}")
-    if await uow.get(Payment, (payment.invoice_id, payment.reference)) is not None:
-        log.info("payment_repeated", invoice_id=payment.invoice_id, reference=payment.reference)
-        return
-    uow.add(
-        Payment(
-            invoice_id=payment.invoice_id,
-            reference=payment.reference,
-            amount_idr=payment.amount_idr,
-            paid_at=payment.paid_at,
-        )
+    if repeated := len(batch) - len(recorded):
+        log.info("payments_repeated", payments=repeated)
+    await tx.insert_new(
+        Payment,
+        [
+            {
+                "invoice_id": p.invoice_id,
+                "reference": p.reference,
+                "amount_idr": p.amount_idr,
+                "paid_at": paying[(p.invoice_id, p.reference)].event.paid_at,
+            }
+            for p in recorded
+        ],
     )
-    invoice.paid_idr += payment.amount_idr
-    uow.add(invoice)
-    if not is_paid_up(invoice.paid_idr, invoice.total_idr):
-        log.warning(
-            "invoice_partly_paid",
-            invoice_id=invoice.invoice_id,
-            paid_idr=invoice.paid_idr,
-            total_idr=invoice.total_idr,
-        )
-        return
-    activated = await _activate_waiting_lines(uow, invoice.invoice_id)
-    log.info("invoice_paid", invoice_id=invoice.invoice_id, activated=activated)
+    await _add_to_invoices(tx, "paid_idr", invoices, before)
+    replies = []
+    # The last payment of each invoice in the batch answers for its activations.
+    for payment in {p.invoice_id: p for p in recorded}.values():
+        totals = invoices[payment.invoice_id]
+        if not is_paid_up(totals.paid_idr, totals.total_idr):
+            log.warning(
+                "invoice_partly_paid",
+                invoice_id=payment.invoice_id,
+                paid_idr=totals.paid_idr,
+                total_idr=totals.total_idr,
+            )
+            continue
+        cause = paying[(payment.invoice_id, payment.reference)]
+        activated = await _activate_waiting_lines(tx, payment.invoice_id)
+        replies += [cause.reply(_activated(line, line.invoice_id)) for line in activated]
+        log.info("invoice_paid", invoice_id=payment.invoice_id, activated=len(activated))
+    return replies
 
 
-async def _activate_waiting_lines(uow: UnitOfWork, invoice_id: str) -> int:
-    """Activate the invoice's lines not active yet, in one statement that says which it changed:
-    each of those gets its CoverageActivated, and a line is never activated (nor announced) twice,
-    even by a second payment of the same batch."""
-    await uow.flush()  # lines created earlier in this transaction are waiting too
-    table: Table = InvoiceLine.__table__  # type: ignore[attr-defined]
-    lines = table.c
-    activate = (
-        update(table)
+async def _activate_waiting_lines(tx: Transaction, invoice_id: str) -> Sequence[Any]:
+    """Activate the invoice's lines not active yet, in one statement that says which it
+    changed: each of those gets its CoverageActivated, and a line is never activated (nor
+    announced) twice."""
+    lines = InvoiceLine.__table__.c  # type: ignore[attr-defined]
+    return await tx.rows(
+        update(InvoiceLine)
         .where(lines.invoice_id == invoice_id, lines.activated_at.is_(None))
-        .values(activated_at=uow.now())
+        .values(activated_at=tx.now())
         .returning(
             lines.worker_id,
             lines.program_id,
@@ -207,33 +289,21 @@ async def _activate_waiting_lines(uow: UnitOfWork, invoice_id: str) -> int:
             lines.invoice_id,
         )
     )
-    connection = await uow.session.connection()
-    activated = (await connection.execute(activate)).all()
-    for line in activated:
-        _emit_activated(uow, line)
-    return len(activated)
 
 
 class _ActivatedLine(Protocol):
-    worker_id: str
-    program_id: str
-    nik: str
-    coverage_start: date
-    coverage_end: date
-    invoice_id: str
+    """A confirmation, or a line as the activating UPDATE returns it."""
 
-
-def _emit_activated(uow: UnitOfWork, line: _ActivatedLine) -> None:
-    uow.emit(
-        CoverageActivated(
-            worker_id=line.worker_id,
-            program_id=line.program_id,
-            nik=line.nik,
-            coverage_start=line.coverage_start,
-            coverage_end=line.coverage_end,
-            invoice_id=line.invoice_id,
-        )
-    )
+    @property
+    def worker_id(self) -> str: ...
+    @property
+    def program_id(self) -> str: ...
+    @property
+    def nik(self) -> str: ...
+    @property
+    def coverage_start(self) -> date: ...
+    @property
+    def coverage_end(self) -> date: ...
 
 
 async def on_day_started(day: DayStarted, uow: UnitOfWork = Context("uow")) -> None:
