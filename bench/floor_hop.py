@@ -17,12 +17,11 @@ import sqlite3
 import sys
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from uuid6 import uuid7
-
-from lindung_runtime.faststream_adapter import aiokafka_producer
 
 
 def main(bootstrap: str, source: str, sink: str, database: str) -> None:
@@ -52,11 +51,21 @@ def main(bootstrap: str, source: str, sink: str, database: str) -> None:
         db.execute("BEGIN IMMEDIATE")
         db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", rows)
         db.execute("COMMIT")
-        producer = aiokafka_producer(broker)
-        assert producer is not None, "FastStream moved its aiokafka producer"
         await asyncio.gather(
             *[await producer.send(sink, value, key=key, headers=h) for key, value, h in out]
         )
+
+    # Its own aiokafka producer, as the services' outbox relays have (until 2026-12-06 it borrowed
+    # FastStream's, with the same settings: aiokafka's defaults, acks=1).
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+
+    @app.on_startup
+    async def start_producer() -> None:
+        await producer.start()
+
+    @app.after_shutdown
+    async def stop_producer() -> None:
+        await producer.stop()
 
     @app.after_startup
     async def ready() -> None:

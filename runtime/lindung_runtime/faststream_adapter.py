@@ -6,10 +6,6 @@ middlewares); what it needs beyond that is here, and tests/unit/test_faststream_
 checks each item against the installed FastStream, so an upgrade that moves one fails there
 rather than in production:
 
-- `aiokafka_producer(broker)` reads `broker.config.producer._producer.producer`: the started
-  `AIOKafkaProducer` that FastStream's Kafka broker publishes through. The outbox relay holds
-  finished records (body, key, CloudEvents headers) and hands them to it directly: FastStream's
-  publish path (command object, correlation id, middlewares) cost twice aiokafka's `send` per row.
 - `ConcurrentStartKafkaBroker.start()` re-implements FastStream's `KafkaBroker.start()` (connect,
   start every subscriber, then every publisher, then `running = True`; the parts are public, the
   order is FastStream's) with the subscribers started concurrently: each joins its own consumer
@@ -34,25 +30,11 @@ from collections.abc import Sequence
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer
-
-
-def aiokafka_producer(broker: Any) -> AIOKafkaProducer | None:
-    """The started aiokafka producer under a FastStream Kafka broker, for callers that already
-    hold finished records (the outbox relay); None under FastStream's in-memory test broker,
-    before the broker connects, or if FastStream keeps it elsewhere (then callers publish
-    through the broker: slower, same records). tests/integration checks it is found on a real
-    broker, tests/unit/test_faststream_adapter.py where FastStream keeps it."""
-    state = getattr(getattr(getattr(broker, "config", None), "producer", None), "_producer", None)
-    try:
-        producer = state.producer  # type: ignore[union-attr]
-    except Exception:  # None; or FastStream's empty state before connecting: IncorrectState
-        return None
-    return producer if isinstance(producer, AIOKafkaProducer) else None
 
 
 class ConcurrentStartKafkaBroker(KafkaBroker):

@@ -43,6 +43,13 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
         log.warning("consumer_stop_interrupted_by_fetcher")
 
 
+def new_producer(bootstrap: str, client_id: str, **options: Any) -> AIOKafkaProducer:
+    """An aiokafka producer as the outbox relay sends with: every in-sync replica acknowledges
+    (`acks="all"`), no idempotence (the embedded broker has none; duplicates are dropped by the
+    consumers' inbox). Not started. `options`: security (`client_options`)."""
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all", **options)
+
+
 def client_options(settings: LindungSettings | None = None) -> dict[str, Any]:
     """Security options for every aiokafka client (TLS, SASL/SCRAM), from the settings.
 

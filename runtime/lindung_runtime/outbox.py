@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind, Tracer
@@ -28,7 +29,6 @@ from tenacity import (
 from lindung_contracts import Event, cloudevent_headers
 from lindung_runtime.aio import wait_event
 from lindung_runtime.clock import Clock
-from lindung_runtime.faststream_adapter import aiokafka_producer
 from lindung_runtime.lease import Lease
 from lindung_runtime.logging import get_logger
 from lindung_runtime.rows import NewRow, primary_key_attributes, write_new_rows
@@ -84,10 +84,17 @@ class UnitOfWork:
     `flush` writes them when a handler must query them.
     """
 
-    def __init__(self, session: AsyncSession, clock: Clock, source: str) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        clock: Clock,
+        source: str,
+        relay: OutboxRelay | None = None,
+    ) -> None:
         self.session = session
         self.clock = clock
         self.source = source
+        self.relay = relay  # sends what this unit of work commits, at once
         self.event_id: str | None = None  # the event being handled right now
         self.event_headers: dict[str, str] = {}  # its Kafka headers (CloudEvents, trace context)
         self._added: dict[type[Any], dict[tuple[Any, ...], Any]] = {}
@@ -230,22 +237,40 @@ class UnitOfWork:
         await self.session.flush()
 
     async def commit(self) -> None:
-        """Commit the state changes together with the queued outbox and inbox rows.
+        """Commit the state changes together with the queued outbox and inbox rows, then hand
+        the outbox rows to the relay, which sends them at once.
 
         Created, outbox and inbox rows go in as one multi-row INSERT per table (Core, no ORM
-        objects): the ORM would insert outbox rows one statement at a time to learn each new id,
-        which nobody needs.
+        objects). Outbox rows go in already leased (as the relay's claim would lease them), so
+        that another instance's relay does not send them too; only if this one fails to send
+        them (released) or dies (the lease runs out) does a poll pick them up.
         """
+        committed: Sequence[Any] = ()
         if self._outbox_rows or self._inbox_rows or self._new_rows:
             connection = await self.session.connection()  # the session's own transaction
             if self._new_rows:
                 await write_new_rows(connection, self._new_rows)
             if self._outbox_rows:
-                await connection.execute(insert(OutboxMessage), self._outbox_rows)
+                if self.relay is not None:
+                    leased = self.relay.lease_until()
+                    for row in self._outbox_rows:
+                        row["lease_until"] = leased
+                    committed = (
+                        await connection.execute(
+                            insert(OutboxMessage).returning(
+                                *OutboxRelay.SENT_COLUMNS, sort_by_parameter_order=True
+                            ),
+                            self._outbox_rows,
+                        )
+                    ).all()
+                else:
+                    await connection.execute(insert(OutboxMessage), self._outbox_rows)
             if self._inbox_rows:
                 await connection.execute(insert(InboxMessage), self._inbox_rows)
         await self.session.commit()
         self._outbox_rows, self._inbox_rows = [], []
+        if committed and self.relay is not None:
+            self.relay.hand_over(committed)
 
 
 class OutboxRelay:
@@ -266,8 +291,13 @@ class OutboxRelay:
         lease_seconds: float = 60.0,
         on_published: Callable[[list[str]], None] | None = None,
         tracer: Tracer | None = None,
+        producer: Callable[[], AIOKafkaProducer] | None = None,
     ) -> None:
         self.database = database
+        # Its own aiokafka producer, started with the relay (None: publish through `broker`,
+        # as under FastStream's in-memory test broker).
+        self.new_producer = producer
+        self.producer: AIOKafkaProducer | None = None
         self.tracer = tracer or trace.get_tracer("lindung")
         self.broker = broker
         self.clock = clock
@@ -278,11 +308,32 @@ class OutboxRelay:
         self.lease = Lease(OutboxMessage, key="id", clock=clock, seconds=lease_seconds, owner=None)
         self.on_published = on_published
         self._wake = asyncio.Event()
+        self._handed: list[Any] = []
+        self._poll_now = True
         self._task: asyncio.Task[None] | None = None
         self.published_total = 0
 
+    #: What the relay reads of a row to send it (the key first: it releases by id).
+    SENT_COLUMNS: tuple[Any, ...] = (
+        col(OutboxMessage.id),
+        col(OutboxMessage.topic),
+        col(OutboxMessage.key),
+        col(OutboxMessage.payload),
+        col(OutboxMessage.headers),
+    )
+
+    def lease_until(self) -> datetime:
+        """The lease a row committed now gets (UnitOfWork.commit): this relay's to send."""
+        return self.clock.now() + timedelta(seconds=self.lease.seconds)
+
+    def hand_over(self, rows: Sequence[Any]) -> None:
+        """Rows just committed, leased to this relay: send them now, without a claim."""
+        self._handed.extend(rows)
+        self._wake.set()
+
     def wake(self) -> None:
-        """A handler committed new rows: relay now rather than at the next poll."""
+        """Poll now rather than at the next poll (tests; rows written without a relay)."""
+        self._poll_now = True
         self._wake.set()
 
     def start(self) -> None:
@@ -300,12 +351,41 @@ class OutboxRelay:
             await asyncio.wait_for(self.relay_all(), timeout=10)
         except Exception as error:
             log.warning("outbox_drain_incomplete", error=repr(error))
+        if self.producer is not None:
+            producer, self.producer = self.producer, None
+            await producer.stop()
+
+    async def _start_producer(self) -> None:
+        if self.new_producer is not None and self.producer is None:
+            producer = self.new_producer()
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self.producer = producer
 
     async def relay_all(self) -> int:
-        total = 0
+        total = await self.send_handed()
         while (sent := await self.relay_once()) > 0:
             total += sent
         return total
+
+    async def send_handed(self) -> int:
+        """Send the rows handed over since the last pass (leased already: no claim)."""
+        sent = 0
+        while self._handed:
+            rows, self._handed = self._handed[: self.batch_size], self._handed[self.batch_size :]
+            try:
+                await self._send_leased(rows)
+            except BaseException:
+                # `rows` were released; the rest are not tried now: all go to the poll.
+                rest, self._handed = self._handed, []
+                self._poll_now = True
+                await self._release(rest)
+                raise
+            sent += len(rows)
+        return sent
 
     async def claim(self) -> list[Any]:
         """Lease the oldest unsent rows, so that instances sharing a database do not send the
@@ -316,20 +396,19 @@ class OutboxRelay:
                 session,
                 col(OutboxMessage.published_at).is_(None),
                 limit=self.batch_size,
-                returning=[
-                    OutboxMessage.topic,
-                    OutboxMessage.key,
-                    OutboxMessage.payload,
-                    OutboxMessage.headers,
-                ],
+                returning=self.SENT_COLUMNS[1:],
             )
             await session.commit()
         return rows
 
     async def relay_once(self) -> int:
+        """Claim the oldest rows nobody holds (not sent, or whose sender died) and send them."""
         rows = await self.claim()
         if not rows:
             return 0
+        return await self._send_leased(rows)
+
+    async def _send_leased(self, rows: Sequence[Any]) -> int:
         try:
             await self._publish(rows)
         except BaseException:
@@ -341,14 +420,14 @@ class OutboxRelay:
             self.on_published([row.topic for row in rows])
         return len(rows)
 
-    async def _publish(self, rows: list[Any]) -> None:
+    async def _publish(self, rows: Sequence[Any]) -> None:
         """Send every row without waiting on each; then wait until the broker has them all, in
         one PRODUCER span per batch linked to each row's trace context. The stored headers
         already hold the context of the record whose handling emitted the row.
 
         The rows are finished Kafka records (body, key, CloudEvents headers), so they go straight
-        to the aiokafka producer under the FastStream broker: FastStream's publish path (command
-        object, correlation id, middlewares) cost twice aiokafka's `send` per row. Without one
+        to the relay's own aiokafka producer: FastStream's publish path (command object,
+        correlation id, middlewares) cost twice aiokafka's `send` per row. Without one
         (FastStream's in-memory test broker) they go through the broker.
         """
         headers = [json.loads(row.headers) for row in rows]
@@ -368,8 +447,9 @@ class OutboxRelay:
         ):
             await self._send(rows, headers)
 
-    async def _send(self, rows: list[Any], headers: list[dict[str, str]]) -> None:
-        producer = aiokafka_producer(self.broker)
+    async def _send(self, rows: Sequence[Any], headers: list[dict[str, str]]) -> None:
+        await self._start_producer()  # (again, after a failed start)
+        producer = self.producer
         if producer is None:
             pending = [
                 await self.broker.publish(
@@ -393,7 +473,7 @@ class OutboxRelay:
             ]
         await asyncio.gather(*(p for p in pending if asyncio.isfuture(p)))
 
-    async def _release(self, rows: list[Any], **values: Any) -> None:
+    async def _release(self, rows: Sequence[Any], **values: Any) -> None:
         async with self.database.session() as session:
             await self.lease.release(session, [row.id for row in rows], **values)
             await session.commit()
@@ -406,12 +486,21 @@ class OutboxRelay:
             wait=wait_random_exponential(multiplier=0.2, max=self.max_backoff_seconds),
             before_sleep=_log_relay_retry,
         )
+        loop = asyncio.get_running_loop()
+        next_poll = loop.time()
         while True:
             self._wake.clear()  # a wake-up during this pass must not be lost
-            sent: int = await retrying(self.relay_once)
-            if sent >= self.batch_size:
-                continue
-            await wait_event(self._wake, self.poll_seconds)
+            if self._handed:
+                await retrying(self.send_handed)
+            if self._poll_now or loop.time() >= next_poll:
+                self._poll_now = False
+                sent: int = await retrying(self.relay_once)
+                if sent >= self.batch_size:
+                    self._poll_now = True  # more may be waiting
+                    continue
+                next_poll = loop.time() + self.poll_seconds
+            if not self._handed:
+                await wait_event(self._wake, max(0.0, next_poll - loop.time()))
 
 
 def _log_relay_retry(state: RetryCallState) -> None:

@@ -18,6 +18,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, get_args, get_origin, get_type_hints
 
 from faststream import AckPolicy, FastStream
@@ -41,7 +42,13 @@ from lindung_runtime.http import (
     create_http_app,
     database_check,
 )
-from lindung_runtime.kafka import all_topics, broker_security, ensure_topics
+from lindung_runtime.kafka import (
+    all_topics,
+    broker_security,
+    client_options,
+    ensure_topics,
+    new_producer,
+)
 from lindung_runtime.logging import get_logger
 from lindung_runtime.metrics import ServiceMetrics, refresh_gauges
 from lindung_runtime.migrations import has_migrations, upgrade_async
@@ -103,6 +110,16 @@ class Service:
             poll_seconds=settings.outbox_poll_seconds,
             on_published=self._count_published,
             tracer=self.tracer_provider.get_tracer("lindung"),
+            producer=(
+                partial(
+                    new_producer,
+                    settings.kafka_bootstrap_servers,
+                    f"{self.client_id}-outbox",
+                    **client_options(settings),
+                )
+                if settings.kafka_bootstrap_servers
+                else None
+            ),
         )
         self.app = FastStream(
             self.broker,
@@ -194,7 +211,6 @@ class Service:
                 retry_base_seconds=settings.consumer_retry_base_seconds,
                 max_attempts=settings.consumer_max_attempts,
                 not_ready_max_wait_seconds=settings.consumer_not_ready_max_wait_seconds,
-                on_committed=self.outbox.wake,
             )
             built = self._pipelines[topic] = (route, pipeline)
         return built[1]
@@ -222,7 +238,7 @@ class Service:
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
         async with self.database.session() as session:
-            yield UnitOfWork(session, self.clock, self.source)
+            yield UnitOfWork(session, self.clock, self.source, self.outbox)
 
     async def prepare(self) -> None:
         """Migrate this service's database (when allowed) and create the topics it needs (when

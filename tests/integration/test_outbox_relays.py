@@ -73,3 +73,40 @@ async def test_two_relays_on_one_database_publish_every_row_exactly_once(data_di
     assert len(published) == ROWS
     assert max(published.values()) == 1, "a row was published twice"
     assert all(broker.published for broker in brokers), f"one relay did all the work: {sent}"
+
+
+class FailingBroker:
+    """A broker that is away: every publish fails."""
+
+    async def publish(self, body: bytes, **_: Any) -> None:
+        raise ConnectionError("broker away")
+
+
+async def test_rows_committed_through_a_relay_are_its_own_until_it_fails_to_send(
+    data_dir: Path,
+) -> None:
+    """A unit of work hands its committed rows to its instance's relay, leased: the other
+    instance's poll does not take them. When that relay cannot send them it gives them back at
+    once, and the other's poll sends each exactly once."""
+    url = LindungSettings(LINDUNG_DATA_DIR=str(data_dir)).database_url_for("eligibility")
+    await upgrade_async("eligibility", url)
+    clock = FixedClock(datetime(2025, 10, 1, tzinfo=UTC))
+    mine, other = Database(url), Database(url)
+    broker = RecordingBroker(asyncio.Barrier(1))
+    committing = OutboxRelay(mine, FailingBroker(), clock, batch_size=100)
+    polling = OutboxRelay(other, broker, clock, batch_size=100)
+    try:
+        async with mine.session() as session:
+            uow = UnitOfWork(session, clock, "/test", committing)
+            ids = [
+                uow.emit(DayStarted(date=date(2025, 10, 1) + timedelta(days=n))) for n in range(250)
+            ]
+            await uow.commit()
+        assert await polling.relay_all() == 0  # leased to the committing instance
+        with pytest.raises(ConnectionError):
+            await committing.send_handed()
+        assert await polling.relay_all() == 250
+    finally:
+        await mine.dispose()
+        await other.dispose()
+    assert broker.published == ids  # each once, in the order committed

@@ -13,15 +13,14 @@ from typing import Any
 import aiokafka
 import aiokafka.admin
 import pytest
-from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import TopicAuthorizationFailedError
-from faststream.kafka import KafkaBroker, TestKafkaBroker
+from faststream.kafka import KafkaBroker
 
 from lindung_contracts import WorkerRegistered, topics
 from lindung_runtime import Service
 from lindung_runtime.faststream_adapter import (
     ConcurrentStartKafkaBroker,
-    aiokafka_producer,
     fetch_batches,
     records_waiting,
 )
@@ -42,40 +41,6 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(aiokafka.AIOKafkaProducer, "stop", nothing)
     monkeypatch.setattr(aiokafka.admin.AIOKafkaAdminClient, "start", nothing)
     monkeypatch.setattr(aiokafka.admin.AIOKafkaAdminClient, "close", nothing)
-
-
-@pytest.mark.usefixtures("no_network")
-async def test_the_producer_is_where_the_adapter_reads_it_once_the_broker_connects() -> None:
-    broker = KafkaBroker("127.0.0.1:9", logger=None)
-    assert aiokafka_producer(broker) is None  # not connected yet: callers publish via FastStream
-    await broker.connect()
-    try:
-        producer = aiokafka_producer(broker)
-        assert isinstance(producer, AIOKafkaProducer), (
-            "FastStream no longer keeps its aiokafka producer at "
-            "broker.config.producer._producer.producer: update aiokafka_producer"
-        )
-        # ... and it is the one FastStream itself sends through.
-        sent: list[tuple[str, bytes]] = []
-
-        async def send(topic: str, value: bytes, **_: Any) -> asyncio.Future[None]:
-            sent.append((topic, value))
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-
-        producer.send = send  # type: ignore[method-assign]
-        await broker.publish(b"body", topic="t", no_confirm=True)
-        assert sent == [("t", b"body")]
-    finally:
-        await broker.stop()
-    assert aiokafka_producer(broker) is None
-
-
-async def test_under_the_test_broker_there_is_no_producer_and_callers_fall_back() -> None:
-    broker = KafkaBroker("127.0.0.1:9", logger=None)
-    async with TestKafkaBroker(broker):
-        assert aiokafka_producer(broker) is None
 
 
 # --- starting the subscribers concurrently ---------------------------------------------------

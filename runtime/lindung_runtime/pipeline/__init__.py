@@ -63,7 +63,6 @@ def build(
     retry_base_seconds: float,
     max_attempts: int,
     not_ready_max_wait_seconds: float,
-    on_committed: Callable[[], None] | None = None,
 ) -> Callable[[Batch], Awaitable[None]]:
     """The pipeline of one subscribed topic, in the order the module docstring gives."""
     apply = waiting_out_infra(retry_base_seconds)(
@@ -82,9 +81,4 @@ def build(
     handle = trusting(tuple(trusted), dead_letters)(handle)
     handle = decoding(route.event_type, dead_letters)(handle)
 
-    async def run(batch: Batch) -> None:
-        await handle(batch)
-        if on_committed is not None and batch.tally.processed:
-            on_committed()
-
-    return run
+    return handle

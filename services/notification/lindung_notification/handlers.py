@@ -243,7 +243,6 @@ class DigestDispatcher:
                 )
             await self.lease.release(uow.session, [digest_id])
             await uow.commit()
-        self.service.outbox.wake()
         log.info(
             "digest_sent",
             digest_id=digest_id,

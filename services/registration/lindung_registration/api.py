@@ -549,8 +549,6 @@ async def _register_one(service: Service, request: RegistrationRequested) -> Out
                 # and the answer is "repeated".
                 if attempt == 2:
                     raise
-    if outcome.status != "repeated":
-        service.outbox.wake()
     return outcome
 
 

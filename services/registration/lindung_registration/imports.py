@@ -225,7 +225,6 @@ class Importer:
                 chunk, stop = await asyncio.to_thread(_take, rows, self.settings.import_chunk_rows)
                 if chunk:
                     await self._commit_chunk(job, chunk)
-                    self.service.outbox.wake()
                 if stop is not None:
                     raise stop  # past a limit: the rows before it are committed, the import fails
                 if len(chunk) < self.settings.import_chunk_rows:
