@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from faststream.kafka import TestKafkaBroker
+from sqlalchemy.dialects import postgresql
 
 from lindung_contracts import (
     DayStarted,
@@ -24,7 +25,8 @@ from lindung_contracts import (
 from lindung_eligibility.app import create_service
 from lindung_eligibility.db import Decision, Program
 from lindung_eligibility.settings import EligibilitySettings
-from lindung_runtime import FixedClock, Service, UnitOfWork
+from lindung_runtime import FixedClock, Service
+from lindung_runtime.messages import Transaction
 from lindung_runtime.outbox import InboxMessage, OutboxMessage
 from tests.unit.handler_kit import (
     PROGRAM,
@@ -304,30 +306,69 @@ async def test_batch_locks_its_programmes_in_id_order_before_deciding(
 ) -> None:
     """Two instances whose batches span the same programmes must lock them in one order, else
     each waits for the other's (PostgreSQL aborts one as a deadlock). So the batch locks every
-    programme it takes seats in, sorted, before its first decision."""
+    programme it takes seats in, sorted, in one statement before it reads or writes decisions."""
     other = "aaa-pekerja-rentan-2025q4"  # sorts before PROGRAM
-    steps: list[tuple[str, str]] = []
-    get, create = UnitOfWork.get, UnitOfWork.create
+    steps: list[tuple[str, Any]] = []
+    read, insert = Transaction.rows, Transaction.insert_new
 
-    async def spy_get(uow: UnitOfWork, model: Any, key: Any, *, for_update: bool = False) -> Any:
-        if model is Program and for_update and ("lock", key) not in steps:
-            steps.append(("lock", key))
-        return await get(uow, model, key, for_update=for_update)
+    async def spy_rows(tx: Transaction, statement: Any) -> Any:
+        sql = statement.compile(dialect=postgresql.dialect())
+        if "FOR UPDATE" in str(sql):
+            assert "ORDER BY program.program_id" in str(sql)
+            steps.append(("lock", [v for p in sql.params.values() for v in p]))
+        elif "FROM decision" in str(sql):
+            steps.append(("read", "decision"))
+        return await read(tx, statement)
 
-    def spy_create(uow: UnitOfWork, model: Any, **values: Any) -> Any:
+    async def spy_insert(tx: Transaction, model: Any, rows: Any, returning: Any = None) -> Any:
         if model is Decision:
-            steps.append(("decide", values["program_id"]))
-        return create(uow, model, **values)
+            steps.append(("decide", sorted(row["program_id"] for row in rows)))
+        return await insert(tx, model, rows, returning)
 
     async with TestKafkaBroker(service.broker) as br:
         await publish(br, program())
         await publish(br, program(other))
-        monkeypatch.setattr(UnitOfWork, "get", spy_get)
-        monkeypatch.setattr(UnitOfWork, "create", spy_create)
+        monkeypatch.setattr(Transaction, "rows", spy_rows)
+        monkeypatch.setattr(Transaction, "insert_new", spy_insert)
         await deliver_batch(
             service, [registered(1), registered(2, program_id=other), registered(3)]
         )
 
-    assert steps[:2] == [("lock", other), ("lock", PROGRAM)]
-    assert sorted(steps[2:]) == [("decide", other), ("decide", PROGRAM), ("decide", PROGRAM)]
+    assert steps == [
+        ("lock", [other, PROGRAM]),
+        ("read", "decision"),
+        ("decide", [other, PROGRAM, PROGRAM]),
+    ]
     assert len(await emitted(service, EligibilityConfirmed)) == 3
+    [first, second] = sorted(await rows(service, Program), key=lambda p: p.program_id)
+    assert (first.confirmed_count, second.confirmed_count) == (1, 2)
+
+
+async def test_same_worker_twice_in_one_batch_is_decided_once(service: Service) -> None:
+    worker, other = registered(1), registered(2)
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, program(quota=5))
+        await deliver_batch(service, [worker, other, worker])
+
+    assert [c.worker_id for c in await emitted(service, EligibilityConfirmed)] == [
+        worker.worker_id,
+        other.worker_id,
+    ]
+    assert len(await rows(service, Decision)) == 2
+    [row] = await rows(service, Program)
+    assert row.confirmed_count == 2
+
+
+async def test_a_batch_fills_the_quota_in_order_and_rejects_the_rest(service: Service) -> None:
+    workers = [registered(n) for n in range(1, 5)]
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, program(quota=3))
+        await publish(br, workers[0])
+        await deliver_batch(service, workers[1:])
+
+    assert [c.worker_id for c in await emitted(service, EligibilityConfirmed)] == [
+        w.worker_id for w in workers[:3]
+    ]
+    assert await reason_codes(service) == {workers[3].worker_id: ["quota_exhausted"]}
+    [row] = await rows(service, Program)
+    assert row.confirmed_count == 3

@@ -6,6 +6,8 @@ Reason codes are stable identifiers; messages are Bahasa Indonesia / English.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
@@ -88,7 +90,7 @@ def assess(
     business_date: date | None,
     enrolled_terms: list[CoverageTerm],
 ) -> Assessment:
-    """Every rule but the quota, which needs the shared counter (see the handler)."""
+    """Every rule but the quota, which needs the programme's seats (see `decide_batch`)."""
     term = coverage_term(program, business_date)
     reasons: list[Reason] = []
     region = applicant.nik[:4]
@@ -151,3 +153,65 @@ def assess(
             )
         )
     return Assessment(term=term, reasons=reasons)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A registered worker to decide."""
+
+    worker_id: str
+    program_id: str
+    applicant: Applicant
+
+
+@dataclass(frozen=True)
+class Seats:
+    quota: int
+    taken: int
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A worker's decision: confirmed for `term` unless there are reasons to reject."""
+
+    registration: Registration
+    term: CoverageTerm
+    reasons: list[Reason]
+
+    @property
+    def confirmed(self) -> bool:
+        return not self.reasons
+
+
+def decide_batch(
+    registrations: list[Registration],
+    programs: Mapping[str, ProgramRules],
+    seats: Mapping[str, Seats],
+    business_date: date | None,
+    enrolled: Mapping[str, list[CoverageTerm]],
+    decided: AbstractSet[str] = frozenset(),
+) -> list[Decided]:
+    """Decide each worker once, in order, first come first served against its programme's
+    seats. Skipped: workers in `decided` (decided before) and a worker's later records. A
+    confirmation takes a seat and enrols the NIK (`enrolled`: confirmed terms by NIK), so the
+    batch's later workers see it, as if decided one by one. The inputs are left as they are."""
+    taken = {program_id: s.taken for program_id, s in seats.items()}
+    terms = {nik: list(t) for nik, t in enrolled.items()}
+    seen = set(decided)
+    verdicts = []
+    for registration in registrations:
+        if registration.worker_id in seen:
+            continue
+        seen.add(registration.worker_id)
+        program_id, nik = registration.program_id, registration.applicant.nik
+        nik_terms = terms.setdefault(nik, [])
+        assessment = assess(programs[program_id], registration.applicant, business_date, nik_terms)
+        reasons = assessment.reasons
+        if not reasons:
+            if taken[program_id] < seats[program_id].quota:
+                taken[program_id] += 1
+                nik_terms.append(assessment.term)
+            else:
+                reasons = [QUOTA_EXHAUSTED]
+        verdicts.append(Decided(registration, assessment.term, reasons))
+    return verdicts
