@@ -52,6 +52,11 @@ class Message(Generic[E]):
         return Outgoing(event, self.trace)
 
 
+def columns(model: type[SQLModel]) -> Any:
+    """A table's columns, for Core statements (`columns(Invoice).total_idr`)."""
+    return model.__table__.c  # type: ignore[attr-defined]
+
+
 class Transaction:
     """One batch's database transaction, for SQLAlchemy Core statements, and today's time."""
 

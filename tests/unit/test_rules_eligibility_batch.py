@@ -13,6 +13,7 @@ from lindung_eligibility.domain import (
     Registration,
     Seats,
     decide_batch,
+    latest_day,
 )
 
 START, END = date(2025, 10, 1), date(2025, 12, 31)
@@ -145,3 +146,11 @@ def test_business_date_after_the_start_moves_every_term_to_next_month() -> None:
     verdicts = decide([registration(1), registration(2)], business_date=date(2025, 10, 15))
     assert [v.term for v in verdicts] == [CoverageTerm(date(2025, 11, 1), END)] * 2
     assert all(v.confirmed for v in verdicts)
+
+
+def test_business_days_only_move_forward() -> None:
+    oct1, oct2, oct3 = date(2025, 10, 1), date(2025, 10, 2), date(2025, 10, 3)
+    assert latest_day(None, []) is None
+    assert latest_day(None, [oct2, oct1]) == oct2  # late in the batch: ignored
+    assert latest_day(oct3, [oct1, oct2]) == oct3  # late or repeated: the clock stays
+    assert latest_day(oct1, [oct3]) == oct3

@@ -16,9 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any, Protocol
 
-from faststream import Context
-from sqlalchemy import bindparam, update
-from sqlmodel import col, select
+from sqlalchemy import bindparam, select, update
 
 from lindung_billing.db import ExpiryAlert, Invoice, InvoiceLine, Payment, Program
 from lindung_billing.domain import (
@@ -41,32 +39,47 @@ from lindung_contracts import (
     PaymentReceived,
     ProgramPublished,
 )
-from lindung_runtime import NotReadyYet, PermanentError, UnitOfWork
+from lindung_runtime import NotReadyYet, PermanentError
 from lindung_runtime.logging import get_logger
-from lindung_runtime.messages import Message, Outgoing, Transaction
+from lindung_runtime.messages import Message, Outgoing, Transaction, columns
 
 log = get_logger(__name__)
+
+PROGRAM, INVOICE, LINE, PAYMENT = (columns(m) for m in (Program, Invoice, InvoiceLine, Payment))
 
 
 class UnknownInvoice(PermanentError):
     code = "unknown_invoice"
 
 
-async def on_program_published(program: ProgramPublished, uow: UnitOfWork = Context("uow")) -> None:
-    row = await uow.get(Program, program.program_id) or Program(
-        program_id=program.program_id,
-        sponsor=program.sponsor,
-        reported_income_idr=program.reported_income_idr,
-        coverage_start=program.coverage_start,
-        coverage_end=program.coverage_end,
-        alert_days_before_end="",
+async def on_program_published(
+    batch: list[Message[ProgramPublished]], tx: Transaction
+) -> list[Outgoing]:
+    """A new or amended programme term (the batch's last word on each programme wins)."""
+    latest = {m.event.program_id: m.event for m in batch}
+    await tx.upsert(
+        Program,
+        [
+            {
+                "program_id": p.program_id,
+                "sponsor": p.sponsor,
+                "reported_income_idr": p.reported_income_idr,
+                "coverage_start": p.coverage_start,
+                "coverage_end": p.coverage_end,
+                "alert_days_before_end": ",".join(str(d) for d in p.alert_days_before_end),
+            }
+            for p in latest.values()
+        ],
+        keys=["program_id"],
+        update=[
+            "sponsor",
+            "reported_income_idr",
+            "coverage_start",
+            "coverage_end",
+            "alert_days_before_end",
+        ],
     )
-    row.sponsor = program.sponsor
-    row.reported_income_idr = program.reported_income_idr
-    row.coverage_start = program.coverage_start
-    row.coverage_end = program.coverage_end
-    row.alert_days_before_end = ",".join(str(d) for d in program.alert_days_before_end)
-    uow.add(row)
+    return []
 
 
 async def _lock_invoices(
@@ -85,9 +98,9 @@ async def _lock_invoices(
             ],
         )
     rows = await tx.rows(
-        select(Invoice.invoice_id, Invoice.total_idr, Invoice.paid_idr)
-        .where(col(Invoice.invoice_id).in_(sorted(set(invoice_ids))))
-        .order_by(col(Invoice.invoice_id))
+        select(INVOICE.invoice_id, INVOICE.total_idr, INVOICE.paid_idr)
+        .where(INVOICE.invoice_id.in_(sorted(set(invoice_ids))))
+        .order_by(INVOICE.invoice_id)
         .with_for_update()
     )
     return {row.invoice_id: InvoiceTotals(row.total_idr, row.paid_idr) for row in rows}
@@ -103,11 +116,10 @@ async def _add_to_invoices(
         if getattr(totals, column) != before[invoice_id]
     ]
     if added:
-        invoice = Invoice.__table__.c  # type: ignore[attr-defined]
         await tx.connection.execute(
             update(Invoice)
-            .where(invoice.invoice_id == bindparam("id"))
-            .values({column: invoice[column] + bindparam("added")}),
+            .where(INVOICE.invoice_id == bindparam("id"))
+            .values({column: INVOICE[column] + bindparam("added")}),
             added,
         )
 
@@ -121,8 +133,8 @@ async def on_eligibility_confirmed(
     programs = {
         row.program_id: row
         for row in await tx.rows(
-            select(Program.program_id, Program.reported_income_idr).where(
-                col(Program.program_id).in_(program_ids)
+            select(PROGRAM.program_id, PROGRAM.reported_income_idr).where(
+                PROGRAM.program_id.in_(program_ids)
             )
         )
     }
@@ -134,7 +146,7 @@ async def on_eligibility_confirmed(
     billed_before = set(
         (
             await tx.connection.execute(
-                select(InvoiceLine.worker_id).where(col(InvoiceLine.worker_id).in_(worker_ids))
+                select(LINE.worker_id).where(LINE.worker_id.in_(worker_ids))
             )
         ).scalars()
     )
@@ -224,9 +236,9 @@ async def on_payment_received(
     known = {
         (row.invoice_id, row.reference)
         for row in await tx.rows(
-            select(Payment.invoice_id, Payment.reference).where(
-                col(Payment.invoice_id).in_(invoice_ids),
-                col(Payment.reference).in_({m.event.reference for m in batch}),
+            select(PAYMENT.invoice_id, PAYMENT.reference).where(
+                PAYMENT.invoice_id.in_(invoice_ids),
+                PAYMENT.reference.in_({m.event.reference for m in batch}),
             )
         )
     }
@@ -275,7 +287,7 @@ async def _activate_waiting_lines(tx: Transaction, invoice_id: str) -> Sequence[
     """Activate the invoice's lines not active yet, in one statement that says which it
     changed: each of those gets its CoverageActivated, and a line is never activated (nor
     announced) twice."""
-    lines = InvoiceLine.__table__.c  # type: ignore[attr-defined]
+    lines = LINE
     return await tx.rows(
         update(InvoiceLine)
         .where(lines.invoice_id == invoice_id, lines.activated_at.is_(None))
@@ -306,53 +318,65 @@ class _ActivatedLine(Protocol):
     def coverage_end(self) -> date: ...
 
 
-async def on_day_started(day: DayStarted, uow: UnitOfWork = Context("uow")) -> None:
-    """Warn about every active coverage whose end is exactly one alert window away."""
-    session = uow.session
-    await uow.flush()  # activations and alerts earlier in this batch must count below
-    for program in (await session.exec(select(Program))).all():
-        for days_left, coverage_end in alert_windows_due(day.date, program.alert_days).items():
-            active = col(InvoiceLine.activated_at).is_not(None)
-            in_window = (
-                InvoiceLine.program_id == program.program_id,
-                InvoiceLine.coverage_end == coverage_end,
-                active,
-            )
-            lines = (await session.exec(select(InvoiceLine).where(*in_window))).all()
-            if not lines:
-                continue
-            already = set(
-                (
-                    await session.exec(
-                        select(ExpiryAlert.worker_id).where(
-                            ExpiryAlert.coverage_end == coverage_end,
-                            ExpiryAlert.days_left == days_left,
+async def on_day_started(batch: list[Message[DayStarted]], tx: Transaction) -> list[Outgoing]:
+    """Warn about every active coverage whose end is exactly one alert window away, once per
+    worker and window (`expiry_alert`), however often a day is announced."""
+    programs = await tx.rows(select(PROGRAM.program_id, PROGRAM.alert_days_before_end))
+    lines, alerts = LINE, columns(ExpiryAlert)
+    replies: list[Outgoing] = []
+    for day in {m.event.date: m for m in batch}.values():  # each day once, in the batch's order
+        for program in programs:
+            days = [int(d) for d in program.alert_days_before_end.split(",") if d]
+            for days_left, coverage_end in alert_windows_due(day.event.date, days).items():
+                in_window = await tx.rows(
+                    select(
+                        lines.worker_id,
+                        lines.program_id,
+                        lines.nik,
+                        lines.full_name,
+                        lines.village,
+                        lines.district,
+                    ).where(
+                        lines.program_id == program.program_id,
+                        lines.coverage_end == coverage_end,
+                        lines.activated_at.is_not(None),
+                    )
+                )
+                if not in_window:
+                    continue
+                window = alert_id(program.program_id, coverage_end, days_left)
+                # Only the rows this statement inserted are new alerts: an alert sent before,
+                # or by another instance meanwhile, is left alone and not announced again.
+                new = await tx.insert_new(
+                    ExpiryAlert,
+                    [
+                        {
+                            "worker_id": line.worker_id,
+                            "coverage_end": coverage_end,
+                            "days_left": days_left,
+                        }
+                        for line in in_window
+                    ],
+                    returning=[alerts.worker_id],
+                )
+                fresh = {row.worker_id for row in new}
+                replies += [
+                    day.reply(
+                        CoverageExpiring(
+                            worker_id=line.worker_id,
+                            program_id=line.program_id,
+                            nik=line.nik,
+                            coverage_end=coverage_end,
+                            days_left=days_left,
+                            full_name=line.full_name,
+                            village=line.village,
+                            district=line.district,
+                            alert_id=window,
+                            alert_size=len(in_window),
                         )
                     )
-                ).all()
-            )
-            window = alert_id(program.program_id, coverage_end, days_left)
-            for line in lines:
-                if line.worker_id in already:
-                    continue
-                uow.create(
-                    ExpiryAlert,
-                    worker_id=line.worker_id,
-                    coverage_end=coverage_end,
-                    days_left=days_left,
-                )
-                uow.emit(
-                    CoverageExpiring(
-                        worker_id=line.worker_id,
-                        program_id=line.program_id,
-                        nik=line.nik,
-                        coverage_end=coverage_end,
-                        days_left=days_left,
-                        full_name=line.full_name,
-                        village=line.village,
-                        district=line.district,
-                        alert_id=window,
-                        alert_size=len(lines),
-                    )
-                )
-            log.info("coverage_expiring", alert_id=window, workers=len(lines))
+                    for line in in_window
+                    if line.worker_id in fresh
+                ]
+                log.info("coverage_expiring", alert_id=window, workers=len(in_window))
+    return replies

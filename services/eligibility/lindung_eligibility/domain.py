@@ -215,3 +215,9 @@ def decide_batch(
                 reasons = [QUOTA_EXHAUSTED]
         verdicts.append(Decided(registration, assessment.term, reasons))
     return verdicts
+
+
+def latest_day(known: date | None, announced: list[date]) -> date | None:
+    """The business day after some DayStarted events: days only move forward, so a late or
+    repeated one does not turn the clock back."""
+    return max([*announced, *([known] if known else [])], default=None)

@@ -16,7 +16,6 @@ import json
 from collections import Counter
 from typing import Any
 
-from faststream import Context
 from sqlalchemy import Table, and_, bindparam, or_, select, update
 
 from lindung_contracts import (
@@ -35,8 +34,9 @@ from lindung_eligibility.domain import (
     Registration,
     Seats,
     decide_batch,
+    latest_day,
 )
-from lindung_runtime import NotReadyYet, UnitOfWork
+from lindung_runtime import NotReadyYet
 from lindung_runtime.logging import get_logger
 from lindung_runtime.messages import Message, Outgoing, Transaction
 from lindung_runtime.privacy import mask_nik
@@ -49,35 +49,44 @@ DECISION: Table = Decision.__table__  # type: ignore[attr-defined]
 BUSINESS_DAY: Table = BusinessDay.__table__  # type: ignore[attr-defined]
 
 
-async def on_program_published(program: ProgramPublished, uow: UnitOfWork = Context("uow")) -> None:
-    """A new or amended programme; seats already taken stay taken."""
-    row = await uow.get(Program, program.program_id) or Program(
-        program_id=program.program_id,
-        region_codes="",
-        quota=program.quota,
-        coverage_start=program.coverage_start,
-        coverage_end=program.coverage_end,
-        min_age=program.min_age,
-        max_age=program.max_age,
+async def on_program_published(
+    batch: list[Message[ProgramPublished]], tx: Transaction
+) -> list[Outgoing]:
+    """A new or amended programme (the batch's last word on each wins); seats already taken
+    stay taken."""
+    latest = {m.event.program_id: m.event for m in batch}
+    await tx.upsert(
+        Program,
+        [
+            {
+                "program_id": p.program_id,
+                "region_codes": ",".join(sorted(p.region_codes)),
+                "quota": p.quota,
+                "confirmed_count": 0,
+                "coverage_start": p.coverage_start,
+                "coverage_end": p.coverage_end,
+                "min_age": p.min_age,
+                "max_age": p.max_age,
+            }
+            for p in latest.values()
+        ],
+        keys=["program_id"],
+        update=["region_codes", "quota", "coverage_start", "coverage_end", "min_age", "max_age"],
     )
-    row.region_codes = ",".join(sorted(program.region_codes))
-    row.quota = program.quota
-    row.coverage_start = program.coverage_start
-    row.coverage_end = program.coverage_end
-    row.min_age = program.min_age
-    row.max_age = program.max_age
-    uow.add(row)
-    log.info("program_known", program_id=program.program_id, quota=program.quota)
+    for p in latest.values():
+        log.info("program_known", program_id=p.program_id, quota=p.quota)
+    return []
 
 
-async def on_day_started(day: DayStarted, uow: UnitOfWork = Context("uow")) -> None:
+async def on_day_started(batch: list[Message[DayStarted]], tx: Transaction) -> list[Outgoing]:
     """Days only move forward: a late or repeated DayStarted does not turn the clock back."""
-    row = await uow.get(BusinessDay, 1)
-    if row is None:
-        uow.add(BusinessDay(id=1, today=day.date))
-    elif day.date > row.today:
-        row.today = day.date
-        uow.add(row)
+    known = (
+        await tx.connection.execute(select(BUSINESS_DAY.c.today).where(BUSINESS_DAY.c.id == 1))
+    ).scalar_one_or_none()
+    today = latest_day(known, [m.event.date for m in batch])
+    if today != known:
+        await tx.upsert(BusinessDay, [{"id": 1, "today": today}], keys=["id"], update=["today"])
+    return []
 
 
 async def on_worker_registered(
