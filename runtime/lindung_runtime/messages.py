@@ -15,7 +15,7 @@ one record per transaction to isolate a poison record (pipeline/dead_letter.py).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import SQLModel
 
 from lindung_contracts import Event
+from lindung_contracts.cloudevents import new_event_id
 from lindung_runtime.clock import Clock
 
 E = TypeVar("E")
@@ -32,20 +33,30 @@ E = TypeVar("E")
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """An event to publish after commit, with the trace context it continues."""
+    """An event to publish after commit, with the trace context it continues and the id it
+    will be published under (known now, so that a row can refer to it)."""
 
     event: Event
     trace: Mapping[str, str]
+    event_id: str = field(default_factory=new_event_id)
 
 
 @dataclass(frozen=True, slots=True)
 class Message(Generic[E]):
-    """One inbound event of a batch: the event, its CloudEvents id (also its inbox mark) and
-    the trace context that what it causes continues (the worker's trace)."""
+    """One inbound event of a batch: the event, its CloudEvents id (also its inbox mark), when
+    its producer says it happened (`ce_time`) and the trace context that what it causes
+    continues (the worker's trace)."""
 
     event: E
     id: str
     trace: Mapping[str, str]
+    time: datetime
+
+    @property
+    def trace_id(self) -> str | None:
+        """The trace id as 32 hex digits (what Jaeger and the logs show), if there is one."""
+        parts = self.trace.get("traceparent", "").split("-")
+        return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
 
     def reply(self, event: Event) -> Outgoing:
         """An outgoing event caused by this one, in its trace."""

@@ -208,11 +208,14 @@ class UnitOfWork:
     def added(self, model: type[T]) -> list[T]:
         return list(self._added.get(model, {}).values())
 
-    def emit(self, event: Event, trace: Mapping[str, str] | None = None) -> str:
+    def emit(
+        self, event: Event, trace: Mapping[str, str] | None = None, event_id: str | None = None
+    ) -> str:
         """Queue an event in the outbox; it is published only if this transaction commits.
-        It continues the running trace, or `trace` (W3C headers). Returns its CloudEvents id."""
+        It continues the running trace, or `trace` (W3C headers), under a fresh CloudEvents id
+        or `event_id`. Returns the id."""
         now = self.now()
-        headers = cloudevent_headers(event.ce_type(), self.source, time=now)
+        headers = cloudevent_headers(event.ce_type(), self.source, event_id=event_id, time=now)
         headers.update(current_trace_headers() if trace is None else trace)
         self._outbox_rows.append(
             {

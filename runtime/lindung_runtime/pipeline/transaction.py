@@ -6,6 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -36,6 +37,14 @@ class Route:
     #: `handler(messages, tx) -> outgoing` once per batch (lindung_runtime.messages), rather
     #: than `handler(event, uow)` once per record
     batch: bool = False
+
+
+def event_time(delivery: Delivery, default: datetime) -> datetime:
+    """When the producer says the event happened (`ce_time`), or `default`."""
+    try:
+        return datetime.fromisoformat(delivery.headers["ce_time"])
+    except (KeyError, ValueError):
+        return default
 
 
 def transaction(
@@ -95,12 +104,15 @@ def transaction(
         """The whole batch in one call: each message carries its record's trace context
         (tracing.record_context), which the events it causes continue."""
         messages = []
+        now = uow.now()
         for delivery in todo:
             carrier: dict[str, str] = {}
             propagate.inject(
                 carrier, context=record_context(tracer_provider, delivery.upstream, sampled)
             )
-            messages.append(Message(delivery.event, delivery.event_id, carrier))
+            messages.append(
+                Message(delivery.event, delivery.event_id, carrier, event_time(delivery, now))
+            )
             uow.mark_processed(delivery.topic, delivery.event_id)
         if not messages:
             return
@@ -108,7 +120,7 @@ def transaction(
         tx = Transaction(await uow.session.connection(), uow.clock)
         replies: list[Outgoing] = await route.handler(messages, tx) or []
         for outgoing in replies:
-            uow.emit(outgoing.event, trace=outgoing.trace)
+            uow.emit(outgoing.event, trace=outgoing.trace, event_id=outgoing.event_id)
         seconds.observe((time.perf_counter() - began) / len(messages))
 
     async def run(batch: Batch) -> None:
