@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,9 @@ import pytest
 from faststream.kafka import TestKafkaBroker
 
 from lindung_contracts import (
+    ContributionInvoiced,
+    CoverageExpiring,
+    EligibilityConfirmed,
     ProgramPublished,
     RegistrationRejected,
     RegistrationRequested,
@@ -340,3 +343,59 @@ async def test_a_request_arriving_just_before_its_programme_waits_for_it(data_di
         [registered] = await emitted(service, WorkerRegistered)
         assert registered.program_id == other.program_id
         assert await emitted(service, RegistrationRejected) == []
+
+
+async def test_projected_batches_fill_the_funnel_and_each_event_is_one_timeline_entry(
+    service: Service,
+) -> None:
+    """Topics projected independently each change their own columns of the funnel row: the
+    place only while empty, alerts by counting; the timeline gets one entry per event."""
+    worker_id = worker_id_for(PROGRAM, NIK_WOMAN)
+    about = {"worker_id": worker_id, "program_id": PROGRAM, "nik": NIK_WOMAN}
+    alert = {"coverage_end": date(2025, 12, 31), "days_left": 30, **about}
+    async with TestKafkaBroker(service.broker) as br:
+        await deliver_batch(
+            service,
+            [CoverageExpiring(**alert), CoverageExpiring(**alert, village="Desa A", district="B")],
+        )
+        await publish(br, request())  # registered: its own place
+        confirmed = EligibilityConfirmed(
+            coverage_start=date(2025, 10, 1),
+            coverage_end=date(2025, 12, 31),
+            decided_at=NOW,
+            village="Elsewhere",
+            district="Elsewhere",
+            **about,
+        )
+        ce_id = await publish(br, confirmed)
+        await publish(br, confirmed, ce_id=ce_id)  # redelivered: nothing more
+        await deliver_batch(
+            service,
+            [
+                ContributionInvoiced(
+                    invoice_id=f"INV-{PROGRAM}",
+                    periods=["2025-10", "2025-11", "2025-12"],
+                    monthly_amount_idr=16_800,
+                    amount_idr=50_400,
+                    components={"JKK": 10_000, "JKM": 6_800},
+                    **about,
+                )
+            ],
+        )
+
+    [status] = await rows(service, WorkerStatus)
+    assert (status.registered, status.eligibility, status.expiry_alerts) == (True, "confirmed", 2)
+    assert (status.village, status.district) == ("Kalembu Ndara Mane", "Wewewa Barat")
+    assert (status.invoice_id, status.invoiced_idr) == (f"INV-{PROGRAM}", 50_400)
+    entries = await rows(service, TimelineEntry)
+    assert sorted(e.kind for e in entries) == [
+        "coverage_expiring",
+        "coverage_expiring",
+        "eligibility_confirmed",
+        "invoiced",
+        "registered",
+    ]
+    [eligible] = [e for e in entries if e.kind == "eligibility_confirmed"]
+    assert eligible.event_id == ce_id
+    assert eligible.occurred_at.replace(tzinfo=UTC) == NOW
+    assert all(e.trace_id for e in entries)

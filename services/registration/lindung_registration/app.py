@@ -24,7 +24,6 @@ PROJECTED: dict[str, Handler] = {
     topics.COVERAGE_ACTIVATED: projection.on_coverage_activated,
     topics.COVERAGE_EXPIRING: projection.on_coverage_expiring,
 }
-WITHOUT_WORKER = {topics.PAYMENT_RECEIVED}
 
 
 def create_service(
@@ -33,12 +32,9 @@ def create_service(
     settings = settings or RegistrationSettings()
     service = Service(NAME, settings, TABLES, clock=clock)
     service.consumer(topics.PROGRAM_PUBLISHED)(handlers.on_program_published)
-    service.consumer(topics.REGISTRATION_REQUESTED, preload=handlers.preload_workers)(
-        handlers.on_registration_requested
-    )
+    service.consumer(topics.REGISTRATION_REQUESTED)(handlers.on_registration_requested)
     for topic, handler in PROJECTED.items():
-        preload = None if topic in WITHOUT_WORKER else projection.preload_status
-        service.consumer(topic, preload=preload)(handler)
+        service.consumer(topic)(handler)
     service.publishes(WorkerRegistered, RegistrationRejected)
 
     importer = Importer(service, settings)

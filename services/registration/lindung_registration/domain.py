@@ -8,16 +8,23 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from dataclasses import field as dataclass_field
+from datetime import date, datetime
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import phonenumbers
 from stdnum.exceptions import InvalidComponent, InvalidFormat, InvalidLength, ValidationError
 from stdnum.id import nik as stdnum_nik
 
-from lindung_contracts import FieldError, RegistrationRequested
+from lindung_contracts import (
+    FieldError,
+    RegistrationRejected,
+    RegistrationRequested,
+    WorkerRegistered,
+)
 
 MAX_NAME_LENGTH = 100
 MAX_PLACE_LENGTH = 100
@@ -244,3 +251,151 @@ def normalise_phone(raw: str) -> str | FieldError:
     if not phonenumbers.is_valid_number(number):
         return field_error("phone", "phone_invalid")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+# --- a batch of requests --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one request comes to: `valid` to register, `errors` to answer, or nothing new
+    (`repeated`: the worker is registered already)."""
+
+    request: RegistrationRequested
+    status: Literal["registered", "repeated", "rejected"]
+    valid: ValidRegistration | None = None
+    errors: list[FieldError] = dataclass_field(default_factory=list)
+
+
+def candidate_worker_id(request: RegistrationRequested) -> str:
+    """The worker a request would register, before validation (to look it up with the batch)."""
+    return worker_id_for(request.program_id.strip(), stdnum_nik.compact(request.nik))
+
+
+def decide_registrations(
+    requests: Sequence[RegistrationRequested],
+    known_programs: Collection[str],
+    registered: Collection[str],
+) -> list[Decision]:
+    """Each request's decision, in order: every field error at once (a programme not published
+    among them), else registered once: a worker in `registered` (by id), or earlier in
+    `requests`, is `repeated`."""
+    seen = set(registered)
+    decisions = []
+    for request in requests:
+        result = validate_registration(request)
+        program_id = request.program_id.strip()
+        if program_id and program_id not in known_programs:
+            unknown = field_error("program_id", "program_unknown")
+            result = [unknown, *(result if isinstance(result, list) else [])]
+        if isinstance(result, list):
+            decisions.append(Decision(request, "rejected", errors=result))
+        elif result.worker_id in seen:
+            decisions.append(Decision(request, "repeated", valid=result))
+        else:
+            seen.add(result.worker_id)
+            decisions.append(Decision(request, "registered", valid=result))
+    return decisions
+
+
+def rejection(
+    request: RegistrationRequested, errors: list[FieldError], request_id: str | None
+) -> RegistrationRejected:
+    """The answer to a refused request: its values as given (made printable), every error."""
+    return RegistrationRejected(
+        program_id=printable(request.program_id, 64),
+        nik=printable(request.nik, 64),
+        errors=errors,
+        request_id=request_id,
+        village=printable(request.village, 200),
+        district=printable(request.district, 200),
+    )
+
+
+def registration(valid: ValidRegistration, registered_at: datetime) -> WorkerRegistered:
+    return WorkerRegistered(
+        worker_id=valid.worker_id,
+        program_id=valid.program_id,
+        nik=valid.nik,
+        full_name=valid.full_name,
+        birth_date=valid.birth_date,
+        gender=valid.gender,
+        occupation=valid.occupation,
+        village=valid.village,
+        district=valid.district,
+        phone=valid.phone,
+        registered_at=registered_at,
+    )
+
+
+# --- the funnel (worker_status) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """What one event changes in its worker's funnel row: columns it `sets`, columns it `fills`
+    only while they are empty (a place), counters it `adds` to. Events of a kind change the same
+    columns, so a batch of them is one statement."""
+
+    worker_id: str
+    program_id: str
+    nik: str
+    sets: Mapping[str, Any] = dataclass_field(default_factory=dict)
+    fills: Mapping[str, str] = dataclass_field(default_factory=dict)
+    adds: Mapping[str, int] = dataclass_field(default_factory=dict)
+
+
+#: A worker's funnel row before any event: the columns an event does not change on insert.
+NEW_STATUS: Mapping[str, Any] = {
+    "village": "",
+    "district": "",
+    "registered": False,
+    "eligibility": "",
+    "ineligible_reasons": "",
+    "invoice_id": None,
+    "invoiced_idr": 0,
+    "activated": False,
+    "expiry_alerts": 0,
+}
+
+
+def merge_status_changes(changes: Sequence[StatusChange]) -> list[StatusChange]:
+    """One change per worker (in first-seen order), as if the batch's events were applied one
+    after the other: a later value set wins, the first non-empty fill wins, counters add up."""
+    merged: dict[str, StatusChange] = {}
+    for change in changes:
+        before = merged.get(change.worker_id)
+        if before is None:
+            merged[change.worker_id] = change
+            continue
+        merged[change.worker_id] = StatusChange(
+            worker_id=before.worker_id,
+            program_id=before.program_id,
+            nik=before.nik,
+            sets={**before.sets, **change.sets},
+            fills={
+                name: before.fills.get(name) or change.fills.get(name, "")
+                for name in {**before.fills, **change.fills}
+            },
+            adds={
+                name: before.adds.get(name, 0) + change.adds.get(name, 0)
+                for name in {**before.adds, **change.adds}
+            },
+        )
+    return list(merged.values())
+
+
+def status_row(change: StatusChange) -> dict[str, Any]:
+    """The row to insert for a worker without one yet: a new row with the change applied."""
+    return {
+        **NEW_STATUS,
+        "worker_id": change.worker_id,
+        "program_id": change.program_id,
+        "nik": change.nik,
+        **change.fills,
+        **change.sets,
+        **{name: NEW_STATUS[name] + n for name, n in change.adds.items()},
+    }
+
+
+# --- the timeline ------------------------------------------------------------------------------

@@ -8,15 +8,22 @@ Registration's own events (WorkerRegistered, RegistrationRejected) are projected
 transaction that emits them (`record_registered`, `record_rejected`), not consumed back from
 Kafka: the timeline has them as soon as they exist, and a quarter of registration's events per
 worker (bench/) is no longer decoded, deduplicated and committed a second time.
+
+The consumers take a batch at once: one timeline row per event (keyed by the event's id, so a
+redelivery adds nothing) and one upsert of the funnel rows that changes only the columns the
+event kind changes (`domain.StatusChange`), so topics projected at once do not undo each other.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from faststream import Context
+from sqlalchemy import case
+from sqlalchemy.dialects import postgresql, sqlite
 from stdnum.id import nik as stdnum_nik
 
 from lindung_contracts import (
@@ -31,7 +38,13 @@ from lindung_contracts import (
     WorkerRegistered,
 )
 from lindung_registration.db import PaymentRecord, RejectedRequest, TimelineEntry, WorkerStatus
+from lindung_registration.domain import (
+    StatusChange,
+    merge_status_changes,
+    status_row,
+)
 from lindung_runtime import UnitOfWork
+from lindung_runtime.messages import Message, Outgoing, Transaction
 from lindung_runtime.tracing import current_trace_id
 
 
@@ -76,10 +89,6 @@ def _record(
     )
 
 
-async def preload_status(events: list[WorkerEvent], uow: UnitOfWork) -> None:
-    await uow.preload(WorkerStatus, WorkerStatus.worker_id, [e.worker_id for e in events])
-
-
 async def _status(uow: UnitOfWork, event: WorkerEvent) -> WorkerStatus:
     status = await uow.get(WorkerStatus, event.worker_id)
     if status is None:
@@ -89,11 +98,7 @@ async def _status(uow: UnitOfWork, event: WorkerEvent) -> WorkerStatus:
     return status
 
 
-def _place(status: WorkerStatus, village: str, district: str) -> None:
-    if village and not status.village:
-        status.village = village
-    if district and not status.district:
-        status.district = district
+# --- registration's own events (the UnitOfWork of the HTTP API and imports) --------------------
 
 
 async def record_registered(uow: UnitOfWork, event: WorkerRegistered, event_id: str) -> None:
@@ -101,7 +106,7 @@ async def record_registered(uow: UnitOfWork, event: WorkerRegistered, event_id: 
     _record(
         uow,
         "registered",
-        {"full_name": event.full_name, "village": event.village, "district": event.district},
+        _registered_details(event),
         nik=event.nik,
         program_id=event.program_id,
         worker_id=event.worker_id,
@@ -119,79 +124,234 @@ def record_rejected(uow: UnitOfWork, event: RegistrationRejected, event_id: str)
     _record(
         uow,
         "registration_rejected",
-        {"errors": [e.model_dump() for e in event.errors]},
+        _rejected_details(event),
         nik=stdnum_nik.compact(event.nik)[:64],
         program_id=event.program_id[:64],
         at=uow.now(),
         emitted_id=event_id,
     )
-    uow.create(
-        RejectedRequest,
-        event_id=event_id,
+    uow.create(RejectedRequest, **rejected_row(event, event_id))
+
+
+# --- registration's own events (the batch of `handlers.on_registration_requested`) --------------
+
+
+def _registered_details(event: WorkerRegistered) -> dict[str, Any]:
+    return {"full_name": event.full_name, "village": event.village, "district": event.district}
+
+
+def _rejected_details(event: RegistrationRejected) -> dict[str, Any]:
+    return {"errors": [e.model_dump() for e in event.errors]}
+
+
+def registered_entry(
+    event: WorkerRegistered, event_id: str, trace_id: str | None
+) -> dict[str, Any]:
+    return _entry(
+        event_id,
+        "registered",
+        _registered_details(event),
+        trace_id,
+        nik=event.nik,
+        program_id=event.program_id,
+        worker_id=event.worker_id,
+        at=event.registered_at,
+    )
+
+
+def registered_change(event: WorkerRegistered) -> StatusChange:
+    return _change(
+        event, sets={"registered": True, "village": event.village, "district": event.district}
+    )
+
+
+def rejected_entry(
+    event: RegistrationRejected, event_id: str, trace_id: str | None, at: datetime
+) -> dict[str, Any]:
+    return _entry(
+        event_id,
+        "registration_rejected",
+        _rejected_details(event),
+        trace_id,
+        nik=stdnum_nik.compact(event.nik)[:64],
         program_id=event.program_id[:64],
-        village=" ".join(event.village.split()),
-        district=" ".join(event.district.split()),
+        at=at,
+    )
+
+
+def rejected_row(event: RegistrationRejected, event_id: str) -> dict[str, Any]:
+    """The summary's count of refusals per desa."""
+    return {
+        "event_id": event_id,
+        "program_id": event.program_id[:64],
+        "village": " ".join(event.village.split()),
+        "district": " ".join(event.district.split()),
+    }
+
+
+# --- batches --------------------------------------------------------------------------------------
+
+
+def _entry(
+    event_id: str,
+    kind: str,
+    details: dict[str, Any],
+    trace_id: str | None,
+    *,
+    nik: str,
+    program_id: str,
+    at: datetime,
+    worker_id: str | None = None,
+    invoice_id: str | None = None,
+) -> dict[str, Any]:
+    """One timeline row, keyed by its event's id."""
+    return {
+        "event_id": event_id,
+        "kind": kind,
+        "nik": nik,
+        "program_id": program_id,
+        "worker_id": worker_id,
+        "invoice_id": invoice_id,
+        "occurred_at": at,
+        "trace_id": trace_id,
+        "details": json.dumps(details, default=str, ensure_ascii=False),
+    }
+
+
+def _change(
+    event: WorkerEvent,
+    *,
+    sets: Mapping[str, Any] | None = None,
+    fills: Mapping[str, str] | None = None,
+    adds: Mapping[str, int] | None = None,
+) -> StatusChange:
+    return StatusChange(
+        event.worker_id, event.program_id, event.nik, sets or {}, fills or {}, adds or {}
+    )
+
+
+async def save(tx: Transaction, entries: list[dict[str, Any]], changes: list[StatusChange]) -> None:
+    """Append the timeline rows (a redelivered one is left alone) and apply the funnel changes,
+    one statement each. A change touches only its own columns (a place only while empty, a
+    counter by adding), so another topic's batch changing the same worker loses nothing."""
+    await tx.insert_new(TimelineEntry, entries)
+    merged = merge_status_changes(changes)
+    if not merged:
+        return
+    table = WorkerStatus.__table__  # type: ignore[attr-defined]
+    statement = (postgresql if tx.postgres else sqlite).insert(table)
+    now, new = table.c, statement.excluded
+    first = merged[0]  # events of one kind: every change names the same columns
+    update: dict[str, Any] = {name: new[name] for name in first.sets}
+    update |= {name: case((now[name] == "", new[name]), else_=now[name]) for name in first.fills}
+    update |= {name: now[name] + new[name] for name in first.adds}
+    await tx.connection.execute(
+        statement.on_conflict_do_update(index_elements=["worker_id"], set_=update),
+        [status_row(c) for c in merged],
     )
 
 
 async def on_eligibility_confirmed(
-    event: EligibilityConfirmed, uow: UnitOfWork = Context("uow")
-) -> None:
+    batch: list[Message[EligibilityConfirmed]], tx: Transaction
+) -> list[Outgoing]:
     """Timeline: eligible, with the coverage term."""
-    _record(
-        uow,
-        "eligibility_confirmed",
-        {"coverage_start": event.coverage_start, "coverage_end": event.coverage_end},
-        nik=event.nik,
-        program_id=event.program_id,
-        worker_id=event.worker_id,
-        at=event.decided_at,
+    await save(
+        tx,
+        [
+            _entry(
+                m.id,
+                "eligibility_confirmed",
+                {"coverage_start": e.coverage_start, "coverage_end": e.coverage_end},
+                m.trace_id,
+                nik=e.nik,
+                program_id=e.program_id,
+                worker_id=e.worker_id,
+                at=e.decided_at,
+            )
+            for m in batch
+            for e in (m.event,)
+        ],
+        [
+            _change(
+                m.event,
+                sets={"eligibility": "confirmed"},
+                fills={"village": m.event.village, "district": m.event.district},
+            )
+            for m in batch
+        ],
     )
-    status = await _status(uow, event)
-    status.eligibility = "confirmed"
-    _place(status, event.village, event.district)
+    return []
 
 
 async def on_eligibility_rejected(
-    event: EligibilityRejected, uow: UnitOfWork = Context("uow")
-) -> None:
+    batch: list[Message[EligibilityRejected]], tx: Transaction
+) -> list[Outgoing]:
     """Timeline: not eligible, with the reasons."""
-    _record(
-        uow,
-        "eligibility_rejected",
-        {"reasons": [r.model_dump() for r in event.reasons]},
-        nik=event.nik,
-        program_id=event.program_id,
-        worker_id=event.worker_id,
-        at=event.decided_at,
+    await save(
+        tx,
+        [
+            _entry(
+                m.id,
+                "eligibility_rejected",
+                {"reasons": [r.model_dump() for r in e.reasons]},
+                m.trace_id,
+                nik=e.nik,
+                program_id=e.program_id,
+                worker_id=e.worker_id,
+                at=e.decided_at,
+            )
+            for m in batch
+            for e in (m.event,)
+        ],
+        [
+            _change(
+                m.event,
+                sets={
+                    "eligibility": "rejected",
+                    "ineligible_reasons": ",".join(r.code for r in m.event.reasons),
+                },
+            )
+            for m in batch
+        ],
     )
-    status = await _status(uow, event)
-    status.eligibility = "rejected"
-    status.ineligible_reasons = ",".join(r.code for r in event.reasons)
+    return []
 
 
 async def on_contribution_invoiced(
-    event: ContributionInvoiced, uow: UnitOfWork = Context("uow")
-) -> None:
+    batch: list[Message[ContributionInvoiced]], tx: Transaction
+) -> list[Outgoing]:
     """Timeline: the worker's line on the sponsor's invoice."""
-    _record(
-        uow,
-        "invoiced",
-        {
-            "invoice_id": event.invoice_id,
-            "periods": event.periods,
-            "monthly_amount_idr": event.monthly_amount_idr,
-            "amount_idr": event.amount_idr,
-            "components": event.components,
-        },
-        nik=event.nik,
-        program_id=event.program_id,
-        worker_id=event.worker_id,
-        invoice_id=event.invoice_id,
+    await save(
+        tx,
+        [
+            _entry(
+                m.id,
+                "invoiced",
+                {
+                    "invoice_id": e.invoice_id,
+                    "periods": e.periods,
+                    "monthly_amount_idr": e.monthly_amount_idr,
+                    "amount_idr": e.amount_idr,
+                    "components": e.components,
+                },
+                m.trace_id,
+                nik=e.nik,
+                program_id=e.program_id,
+                worker_id=e.worker_id,
+                invoice_id=e.invoice_id,
+                at=m.time,
+            )
+            for m in batch
+            for e in (m.event,)
+        ],
+        [
+            _change(
+                m.event, sets={"invoice_id": m.event.invoice_id, "invoiced_idr": m.event.amount_idr}
+            )
+            for m in batch
+        ],
     )
-    status = await _status(uow, event)
-    status.invoice_id = event.invoice_id
-    status.invoiced_idr = event.amount_idr
+    return []
 
 
 async def on_payment_received(event: PaymentReceived, uow: UnitOfWork = Context("uow")) -> None:
@@ -209,39 +369,67 @@ async def on_payment_received(event: PaymentReceived, uow: UnitOfWork = Context(
     )
 
 
-async def on_coverage_activated(event: CoverageActivated, uow: UnitOfWork = Context("uow")) -> None:
+async def on_coverage_activated(
+    batch: list[Message[CoverageActivated]], tx: Transaction
+) -> list[Outgoing]:
     """Timeline: covered by BPJS Ketenagakerjaan."""
-    _record(
-        uow,
-        "coverage_activated",
-        {
-            "coverage_start": event.coverage_start,
-            "coverage_end": event.coverage_end,
-            "invoice_id": event.invoice_id,
-        },
-        nik=event.nik,
-        program_id=event.program_id,
-        worker_id=event.worker_id,
-        invoice_id=event.invoice_id or None,
+    await save(
+        tx,
+        [
+            _entry(
+                m.id,
+                "coverage_activated",
+                {
+                    "coverage_start": e.coverage_start,
+                    "coverage_end": e.coverage_end,
+                    "invoice_id": e.invoice_id,
+                },
+                m.trace_id,
+                nik=e.nik,
+                program_id=e.program_id,
+                worker_id=e.worker_id,
+                invoice_id=e.invoice_id or None,
+                at=m.time,
+            )
+            for m in batch
+            for e in (m.event,)
+        ],
+        [_change(m.event, sets={"activated": True}) for m in batch],
     )
-    status = await _status(uow, event)
-    status.activated = True
+    return []
 
 
-async def on_coverage_expiring(event: CoverageExpiring, uow: UnitOfWork = Context("uow")) -> None:
+async def on_coverage_expiring(
+    batch: list[Message[CoverageExpiring]], tx: Transaction
+) -> list[Outgoing]:
     """Timeline: staff were alerted that this worker's coverage ends soon."""
-    _record(
-        uow,
-        "coverage_expiring",
-        {
-            "coverage_end": event.coverage_end,
-            "days_left": event.days_left,
-            "alert_id": event.alert_id,
-        },
-        nik=event.nik,
-        program_id=event.program_id,
-        worker_id=event.worker_id,
+    await save(
+        tx,
+        [
+            _entry(
+                m.id,
+                "coverage_expiring",
+                {
+                    "coverage_end": e.coverage_end,
+                    "days_left": e.days_left,
+                    "alert_id": e.alert_id,
+                },
+                m.trace_id,
+                nik=e.nik,
+                program_id=e.program_id,
+                worker_id=e.worker_id,
+                at=m.time,
+            )
+            for m in batch
+            for e in (m.event,)
+        ],
+        [
+            _change(
+                m.event,
+                adds={"expiry_alerts": 1},
+                fills={"village": m.event.village, "district": m.event.district},
+            )
+            for m in batch
+        ],
     )
-    status = await _status(uow, event)
-    status.expiry_alerts += 1
-    _place(status, event.village, event.district)
+    return []
