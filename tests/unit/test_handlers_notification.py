@@ -23,6 +23,7 @@ from lindung_runtime import FixedClock, Service
 from tests.smtp_kit import SmtpInbox, SmtpServer, attachment_rows
 from tests.unit.handler_kit import (
     PROGRAM,
+    deliver_batch,
     emitted,
     founding_program,
     publish,
@@ -170,6 +171,69 @@ async def test_redelivered_alerts_do_not_duplicate_entries(
     assert len(attachment_rows(message)) == 3
 
 
+async def test_one_batch_gathers_each_worker_once(service: Service, smtp: SmtpServer) -> None:
+    """A batch holding a worker twice (and a worker gathered before) adds each worker once."""
+    smtp.start()
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, program())
+        await publish(br, expiring(1))
+        await deliver_batch(service, [expiring(2), expiring(1), expiring(2), expiring(3)])
+        await deliver_batch(service, [expiring(3), expiring(2)])  # all gathered: nothing new
+
+    assert sorted(e.nik[-1] for e in await rows(service, DigestEntry)) == ["1", "2", "3"]
+    assert [(d.digest_id, d.expected_size) for d in await rows(service, Digest)] == [(WINDOW, 3)]
+    assert await dispatcher(service).dispatch_ready() == 1
+    [message] = smtp.inbox.messages()
+    assert len(attachment_rows(message)) == 3
+
+
+async def test_one_batch_after_the_mail_fills_one_follow_up(
+    service: Service, smtp: SmtpServer
+) -> None:
+    """Mailed workers are not added again; the others of the batch share one follow-up, which
+    expects the window's size less the workers already mailed."""
+    smtp.start()
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, program())
+        await deliver_batch(service, [expiring(1, size=5), expiring(2, size=5)])
+        assert await dispatcher(service)._claim(WINDOW)  # leased: being mailed
+        await deliver_batch(
+            service,
+            [expiring(1, size=5), expiring(3, size=5), expiring(4, size=5), expiring(3, size=5)],
+        )
+
+    entries = sorted((e.digest_id, e.nik[-1]) for e in await rows(service, DigestEntry))
+    assert entries == [(WINDOW, "1"), (WINDOW, "2"), (f"{WINDOW}#2", "3"), (f"{WINDOW}#2", "4")]
+    sizes = {d.digest_id: d.expected_size for d in await rows(service, Digest)}
+    assert sizes == {WINDOW: 5, f"{WINDOW}#2": 3}
+
+
+async def test_programmes_last_record_in_a_batch_wins(service: Service) -> None:
+    async def stored() -> dict[str, tuple[str, str, str]]:
+        return {
+            p.program_id: (p.name, p.sponsor, p.staff_emails) for p in await rows(service, Program)
+        }
+
+    async with TestKafkaBroker(service.broker):
+        await deliver_batch(
+            service,
+            [
+                program(name="Nama Lama", staff_emails=["lama@example.go.id"]),
+                program(name="Nama Baru"),
+                program(program_id="ntt-provinsi-2025h2", name="NTT"),
+            ],
+        )
+        first = await stored()
+        await deliver_batch(service, [program(sponsor="Pemkab SBD"), program(name="Nama Akhir")])
+
+    sponsor = program().sponsor
+    assert first == {
+        PROGRAM: ("Nama Baru", sponsor, ",".join(STAFF)),
+        "ntt-provinsi-2025h2": ("NTT", sponsor, ",".join(STAFF)),
+    }
+    assert (await stored())[PROGRAM] == ("Nama Akhir", sponsor, ",".join(STAFF))
+
+
 async def test_incomplete_window_is_sent_after_the_quiet_period(
     service: Service, smtp: SmtpServer, clock: FixedClock
 ) -> None:
@@ -299,12 +363,12 @@ async def test_digest_whose_mail_cannot_be_built_is_marked_failed_not_retried(
         await publish(br, program())
         for n in (1, 2, 3):
             await publish(br, expiring(n))
-    async with service.unit_of_work() as uow:
-        stored = await uow.get(Program, PROGRAM)
+    async with service.database.session() as session:
+        stored = await session.get(Program, PROGRAM)
         assert stored is not None
         stored.name = "Program\r\nBcc: someone@example.com"
-        uow.add(stored)
-        await uow.commit()
+        session.add(stored)
+        await session.commit()
 
     assert await dispatcher(service).dispatch_ready() == 0
     row = await digest(service)

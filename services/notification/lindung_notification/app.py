@@ -17,9 +17,7 @@ def create_service(
     settings = settings or NotificationSettings()
     service = Service(NAME, settings, TABLES, clock=clock)
     service.consumer(topics.PROGRAM_PUBLISHED)(handlers.on_program_published)
-    service.consumer(topics.COVERAGE_EXPIRING, preload=handlers.preload_entries)(
-        handlers.on_coverage_expiring
-    )
+    service.consumer(topics.COVERAGE_EXPIRING)(handlers.on_coverage_expiring)
     service.publishes(DigestSent)
     service.background(handlers.DigestDispatcher(service, settings).run)
     return service

@@ -1,10 +1,13 @@
-"""Pure composition of the staff digest: the words, the numbers and the CSV, in Bahasa Indonesia.
+"""Pure rules of the staff digest: which digest each alerted worker joins, and its mail (the
+words, the numbers and the CSV, in Bahasa Indonesia).
 
 One digest per programme and alert window, never one mail per worker.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date
 
@@ -118,3 +121,129 @@ def compose_digest(
         attachment_csv=attachment,
         recipients=recipients,
     )
+
+
+# --- gathering: which digest each alerted worker joins -------------------------------------------
+
+
+def chain_digest_id(window: str, number: int) -> str:
+    """The window's `number`th digest: the window itself, then its follow-ups `<window>#2`, ..."""
+    return window if number == 1 else f"{window}#{number}"
+
+
+def in_window(digest_id: str, window: str) -> bool:
+    """Whether `digest_id` is one of the window's digests (its first or a follow-up)."""
+    return digest_id == window or digest_id.startswith(f"{window}#")
+
+
+@dataclass(frozen=True)
+class Alerted:
+    """A worker alerted in an alert window (a CoverageExpiring, as the gathering reads it)."""
+
+    worker_id: str
+    window: str
+    alert_size: int  # the window's workers, as the alert counted them
+
+
+@dataclass(frozen=True)
+class StoredDigest:
+    """A digest as stored: how many workers it expects, whether a dispatcher ever leased it (a
+    lease that ran out counts), whether it was sent or failed, and how many workers it has
+    (`gathered`: only read for a digest that is no longer open)."""
+
+    expected_size: int
+    leased: bool = False
+    sent: bool = False
+    failed: bool = False
+    gathered: int = 0
+
+    @property
+    def open(self) -> bool:
+        """Still gathering: nobody has leased it to mail it, and it is neither sent nor failed."""
+        return not (self.leased or self.sent or self.failed)
+
+
+@dataclass(frozen=True)
+class Joining:
+    """An alerted worker who joins `digest_id`."""
+
+    alert: Alerted
+    digest_id: str
+
+
+@dataclass(frozen=True)
+class GrownDigest:
+    """A digest the batch adds workers to: created (`new`) or stored, and its expected size."""
+
+    digest_id: str
+    window: str
+    number: int  # 1: the window's first digest; 2, 3, ...: its follow-ups
+    new: bool
+    expected_size: int
+
+
+@dataclass(frozen=True)
+class Gathering:
+    joinings: list[Joining]  # in the batch's order
+    digests: list[GrownDigest]  # in the order the batch first adds to them
+
+
+def gather_batch(
+    alerts: Sequence[Alerted],
+    digests: Mapping[str, StoredDigest],
+    gathered: Mapping[str, AbstractSet[str]],
+) -> Gathering:
+    """Which digest each alerted worker joins, as if the alerts were handled one by one.
+
+    `digests`: the stored digests of the alerts' windows, by id; `gathered`: the digests each
+    alerted worker is in already, by worker id. A worker already in one of the window's digests
+    (a redelivery, a re-announcement) is left out, and so is a worker's later alert of the same
+    window. The others join the window's first digest that is still open, or a new one after
+    the last closed one (`<window>#2`, `#3`, ...): a closed digest has been mailed, or is being
+    mailed, with what it had. A digest then expects at least the alert's size less the workers
+    of the window's closed digests before it."""
+    targets: dict[str, tuple[str, int, int]] = {}  # window: (digest id, number, workers before)
+    done: set[tuple[str, str]] = set()
+    joinings: list[Joining] = []
+    grown: dict[str, GrownDigest] = {}
+    for alert in alerts:
+        window = alert.window
+        if (alert.worker_id, window) in done or any(
+            in_window(digest_id, window) for digest_id in gathered.get(alert.worker_id, ())
+        ):
+            continue
+        done.add((alert.worker_id, window))
+        if window not in targets:
+            targets[window] = _open_digest(window, digests)
+        digest_id, number, before = targets[window]
+        if digest_id in grown:
+            digest = grown[digest_id]
+        else:
+            stored = digests.get(digest_id)
+            digest = GrownDigest(
+                digest_id,
+                window,
+                number,
+                new=stored is None,
+                expected_size=stored.expected_size if stored is not None else 0,
+            )
+        grown[digest_id] = GrownDigest(
+            digest_id,
+            window,
+            number,
+            digest.new,
+            max(digest.expected_size, alert.alert_size - before),
+        )
+        joinings.append(Joining(alert, digest_id))
+    return Gathering(joinings, list(grown.values()))
+
+
+def _open_digest(window: str, digests: Mapping[str, StoredDigest]) -> tuple[str, int, int]:
+    """The window's first digest still open, or the next one to create: its id, its number in
+    the window and the workers of the window's closed digests before it."""
+    before = 0
+    number = 1
+    while (digest := digests.get(chain_digest_id(window, number))) is not None and not digest.open:
+        before += digest.gathered
+        number += 1
+    return chain_digest_id(window, number), number, before

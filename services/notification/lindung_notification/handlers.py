@@ -10,40 +10,75 @@ mailed in its turn. Without the lock, a worker gathered while the mail was on it
 digest then marked sent without them: never mailed, and left out of DigestSent's worker_count.
 A follow-up rather than reopening: the mail already went out; rather than recording which
 entries were mailed: that needs the same lock, plus a column and a sweep for the rest.
+
+So that there is always a row to lock, a batch first creates the first digest of each of its
+windows that has none yet, in one statement that leaves an existing one alone (two instances
+opening a window at once both go on, instead of one failing on the primary key). It then locks
+its windows' first digests in one statement, in digest-id order (two instances' batches never
+wait on each other crosswise), and only after that, in statements of their own, locks the
+follow-ups and reads the entries: on PostgreSQL a statement that waited for a lock sees the
+locked row as its holder left it, but not the rows the holder added (a follow-up, entries). A
+window's digests, follow-ups included, are therefore only ever added to by the one batch holding
+its first digest's lock, and that batch sees everything the ones before it added.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiosmtplib
-from faststream import Context
-from sqlalchemy import func, or_
+from sqlalchemy import Integer, Table, bindparam, case, func, or_, update
+from sqlalchemy import select as select_rows  # Core: the consumers' plain rows
 from sqlmodel import col, select
 
 from lindung_contracts import CoverageExpiring, DigestSent, ProgramPublished
 from lindung_notification import mailer
 from lindung_notification.db import Digest, DigestEntry, Program
-from lindung_notification.domain import DigestWorker, compose_digest
+from lindung_notification.domain import (
+    Alerted,
+    DigestWorker,
+    StoredDigest,
+    compose_digest,
+    gather_batch,
+)
 from lindung_notification.settings import NotificationSettings
-from lindung_runtime import Service, UnitOfWork
+from lindung_runtime import Service
 from lindung_runtime.lease import Lease
 from lindung_runtime.logging import get_logger
+from lindung_runtime.messages import Message, Outgoing, Transaction
 from lindung_runtime.privacy import scrub_text
 
 log = get_logger(__name__)
 
+# The consumers' statements are SQLAlchemy Core, over the tables.
+DIGEST: Table = Digest.__table__  # type: ignore[attr-defined]
+ENTRY: Table = DigestEntry.__table__  # type: ignore[attr-defined]
 
-async def on_program_published(program: ProgramPublished, uow: UnitOfWork = Context("uow")) -> None:
-    row = await uow.get(Program, program.program_id) or Program(
-        program_id=program.program_id, name="", sponsor="", staff_emails=""
+
+async def on_program_published(
+    batch: list[Message[ProgramPublished]], tx: Transaction
+) -> list[Outgoing]:
+    # A programme's last record in the batch wins; rows in programme-id order (one lock order).
+    latest = {m.event.program_id: m.event for m in batch}
+    await tx.upsert(
+        Program,
+        [
+            {
+                "program_id": p.program_id,
+                "name": p.name,
+                "sponsor": p.sponsor,
+                "staff_emails": ",".join(p.staff_emails),
+            }
+            for p in (latest[program_id] for program_id in sorted(latest))
+        ],
+        keys=["program_id"],
+        update=["name", "sponsor", "staff_emails"],
     )
-    row.name = program.name
-    row.sponsor = program.sponsor
-    row.staff_emails = ",".join(program.staff_emails)
-    uow.add(row)
+    return []
 
 
 def window_of(alert: CoverageExpiring) -> str:
@@ -51,62 +86,123 @@ def window_of(alert: CoverageExpiring) -> str:
     return alert.alert_id or f"{alert.program_id}:{alert.coverage_end}:{alert.days_left}d"
 
 
-def _chain(window: str, number: int) -> str:
-    return window if number == 1 else f"{window}#{number}"
-
-
-def _is_open(digest: Digest) -> bool:
-    """Still gathering: nobody has leased it to mail it, and it is neither sent nor failed."""
-    return digest.lease_until is None and digest.sent_at is None and digest.failed_at is None
-
-
-async def preload_entries(alerts: list[CoverageExpiring], uow: UnitOfWork) -> None:
-    """Load the batch's entries, and lock its windows' first digests in id order (so that two
-    instances' batches never wait on each other crosswise; follow-ups are locked only under
-    their window's first digest, so they cannot cross either)."""
-    await uow.preload(DigestEntry, DigestEntry.worker_id, [a.worker_id for a in alerts])
-    for digest_id in sorted({window_of(a) for a in alerts}):
-        await uow.get(Digest, digest_id, for_update=True)
-
-
-async def on_coverage_expiring(alert: CoverageExpiring, uow: UnitOfWork = Context("uow")) -> None:
+async def on_coverage_expiring(
+    batch: list[Message[CoverageExpiring]], tx: Transaction
+) -> list[Outgoing]:
     """Add the worker to the window's digest; the dispatcher sends it when complete."""
-    # Its open digest, under the row lock: see the module's docstring.
-    window = window_of(alert)
-    entries = await uow.find(DigestEntry, DigestEntry.worker_id, alert.worker_id)
-    if any(e.digest_id == window or e.digest_id.startswith(f"{window}#") for e in entries):
-        return  # redelivered or re-announced: the worker is gathered already
-    before = 0  # the window's workers in closed digests, mailed or being mailed
-    number = 1
-    while True:
-        digest_id = _chain(window, number)
-        digest = await uow.get(Digest, digest_id, for_update=True)
-        if digest is None or _is_open(digest):
-            break
-        before += len(await uow.find(DigestEntry, DigestEntry.digest_id, digest_id))
-        number += 1
-    if digest is None:
-        digest = Digest(
-            digest_id=digest_id,
-            program_id=alert.program_id,
-            coverage_end=alert.coverage_end,
-            days_left=alert.days_left,
-            updated_at=uow.now(),
-        )
-        if number > 1:
-            log.info("digest_follow_up", digest_id=digest_id, worker_id=alert.worker_id)
-    digest.expected_size = max(digest.expected_size, alert.alert_size - before)
-    digest.updated_at = uow.now()
-    uow.add(digest)
-    uow.create(
-        DigestEntry,
-        digest_id=digest_id,
-        worker_id=alert.worker_id,
-        nik=alert.nik,
-        full_name=alert.full_name,
-        village=alert.village,
-        district=alert.district,
+    # Each window's first alert in the batch opens the window's first digest if it is new.
+    opening: dict[str, CoverageExpiring] = {}
+    for message in batch:
+        opening.setdefault(window_of(message.event), message.event)
+    windows = sorted(opening)
+    now = tx.now()
+    await tx.insert_new(Digest, [_new_digest(w, opening[w], 0, now) for w in windows])
+    # The windows' digests under the row locks: first digests, then in a statement of its own
+    # (begun once their locks are got) their follow-ups; see the module's docstring.
+    columns = (
+        DIGEST.c.digest_id,
+        DIGEST.c.expected_size,
+        DIGEST.c.lease_until,
+        DIGEST.c.sent_at,
+        DIGEST.c.failed_at,
     )
+    stored = [
+        *await tx.rows(
+            select_rows(*columns)
+            .where(DIGEST.c.digest_id.in_(windows))
+            .order_by(DIGEST.c.digest_id)
+            .with_for_update()
+        ),
+        *await tx.rows(
+            select_rows(*columns)
+            .where(or_(*(DIGEST.c.digest_id.startswith(f"{w}#", autoescape=True) for w in windows)))
+            .order_by(DIGEST.c.digest_id)
+            .with_for_update()
+        ),
+    ]
+    digests = {
+        row.digest_id: StoredDigest(
+            expected_size=row.expected_size,
+            leased=row.lease_until is not None,
+            sent=row.sent_at is not None,
+            failed=row.failed_at is not None,
+        )
+        for row in stored
+    }
+    # Read under the locks: entries another instance added meanwhile are seen here.
+    gathered: dict[str, set[str]] = {}
+    for row in await tx.rows(
+        select_rows(ENTRY.c.worker_id, ENTRY.c.digest_id).where(
+            ENTRY.c.worker_id.in_(sorted({m.event.worker_id for m in batch}))
+        )
+    ):
+        gathered.setdefault(row.worker_id, set()).add(row.digest_id)
+    if closed := sorted(d for d, digest in digests.items() if not digest.open):
+        for row in await tx.rows(
+            select_rows(ENTRY.c.digest_id, func.count().label("n"))
+            .where(ENTRY.c.digest_id.in_(closed))
+            .group_by(ENTRY.c.digest_id)
+        ):
+            digests[row.digest_id] = replace(digests[row.digest_id], gathered=row.n)
+    alerts: dict[Alerted, CoverageExpiring] = {}
+    for message in batch:
+        alert = message.event
+        alerts.setdefault(Alerted(alert.worker_id, window_of(alert), alert.alert_size), alert)
+    gathering = gather_batch(list(alerts), digests, gathered)
+    joiner: dict[str, CoverageExpiring] = {}  # each digest's first worker of the batch
+    for joining in gathering.joinings:
+        joiner.setdefault(joining.digest_id, alerts[joining.alert])
+    new = [d for d in gathering.digests if d.new]
+    await tx.insert_new(
+        Digest, [_new_digest(d.digest_id, joiner[d.digest_id], d.expected_size, now) for d in new]
+    )
+    for d in new:
+        if d.number > 1:
+            log.info(
+                "digest_follow_up", digest_id=d.digest_id, worker_id=joiner[d.digest_id].worker_id
+            )
+    if grown := sorted((d.digest_id, d.expected_size) for d in gathering.digests if not d.new):
+        size = bindparam("size", type_=Integer)
+        await tx.connection.execute(
+            update(DIGEST)
+            .where(DIGEST.c.digest_id == bindparam("id"))
+            .values(
+                expected_size=case(
+                    (DIGEST.c.expected_size < size, size), else_=DIGEST.c.expected_size
+                ),
+                updated_at=now,
+            ),
+            [{"id": digest_id, "size": expected} for digest_id, expected in grown],
+        )
+    await tx.insert_new(
+        DigestEntry,
+        [
+            {
+                "digest_id": j.digest_id,
+                "worker_id": (a := alerts[j.alert]).worker_id,
+                "nik": a.nik,
+                "full_name": a.full_name,
+                "village": a.village,
+                "district": a.district,
+            }
+            for j in gathering.joinings
+        ],
+    )
+    return []
+
+
+def _new_digest(
+    digest_id: str, alert: CoverageExpiring, expected_size: int, now: datetime
+) -> dict[str, Any]:
+    return {
+        "digest_id": digest_id,
+        "program_id": alert.program_id,
+        "coverage_end": alert.coverage_end,
+        "days_left": alert.days_left,
+        "expected_size": expected_size,
+        "updated_at": now,
+        "send_attempts": 0,
+    }
 
 
 class DigestDispatcher:
@@ -224,12 +320,12 @@ class DigestDispatcher:
         except Exception as error:
             return await self._postpone(digest_id, scrub_text(repr(error))[:500])
         async with self.service.unit_of_work() as uow:
-            digest = await uow.get(Digest, digest_id, for_update=True)
+            digest = await uow.session.get(Digest, digest_id, with_for_update=True)
             assert digest is not None
             if digest.sent_at is None:  # else our lease ran out and another copy was recorded
                 digest.sent_at = uow.now()
                 digest.last_error = None
-                uow.add(digest)
+                uow.session.add(digest)
                 uow.emit(
                     DigestSent(
                         digest_id=digest_id,
@@ -259,13 +355,13 @@ class DigestDispatcher:
     async def _fail(self, digest_id: str, reason: str, error: Exception) -> bool:
         text = f"{reason}: {scrub_text(repr(error))}"[:500]
         async with self.service.unit_of_work() as uow:
-            digest = await uow.get(Digest, digest_id)
+            digest = await uow.session.get(Digest, digest_id, with_for_update=True)
             assert digest is not None
             digest.send_attempts += 1
             digest.failed_at = uow.now()
             digest.next_attempt_at = None
             digest.last_error = text
-            uow.add(digest)
+            uow.session.add(digest)
             await self.lease.release(uow.session, [digest_id])
             await uow.commit()
         self.failed.labels(self.service.name, reason).inc()
@@ -274,7 +370,7 @@ class DigestDispatcher:
 
     async def _postpone(self, digest_id: str, error: str) -> bool:
         async with self.service.unit_of_work() as uow:
-            digest = await uow.get(Digest, digest_id)
+            digest = await uow.session.get(Digest, digest_id, with_for_update=True)
             assert digest is not None
             digest.send_attempts += 1
             delay = min(
@@ -282,7 +378,7 @@ class DigestDispatcher:
             )
             digest.next_attempt_at = uow.now() + timedelta(seconds=delay * random.uniform(0.5, 1.0))
             digest.last_error = error
-            uow.add(digest)
+            uow.session.add(digest)
             await self.lease.release(uow.session, [digest_id])
             await uow.commit()
         log.warning(
