@@ -31,6 +31,12 @@ from lindung_runtime.clock import Clock
 E = TypeVar("E")
 
 
+def trace_id_in(trace: Mapping[str, str]) -> str | None:
+    """The trace id (32 hex digits) of W3C trace headers, if they carry one."""
+    parts = trace.get("traceparent", "").split("-")
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
+
+
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     """An event to publish after commit, with the trace context it continues and the id it
@@ -55,8 +61,7 @@ class Message(Generic[E]):
     @property
     def trace_id(self) -> str | None:
         """The trace id as 32 hex digits (what Jaeger and the logs show), if there is one."""
-        parts = self.trace.get("traceparent", "").split("-")
-        return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
+        return trace_id_in(self.trace)
 
     def reply(self, event: Event) -> Outgoing:
         """An outgoing event caused by this one, in its trace."""
@@ -89,17 +94,17 @@ class Transaction:
     async def insert_new(
         self, model: type[SQLModel], rows: Sequence[Mapping[str, Any]], returning: Any = None
     ) -> Sequence[Any]:
-        """Insert rows in one statement, leaving alone any whose key exists already (another
-        instance, or a redelivery, got there first). With `returning` (columns), the rows that
-        were inserted."""
+        """Insert rows, leaving alone any whose key exists already (another instance, or a
+        redelivery, got there first). With `returning` (columns), the rows that were inserted."""
         if not rows:
             return []
         statement = self._insert(model).on_conflict_do_nothing()
         if returning is None:
             await self.connection.execute(statement, list(rows))
             return []
-        # One multi-row statement (executemany cannot return rows on every driver).
-        result = await self.connection.execute(statement.values(list(rows)).returning(*returning))
+        # SQLAlchemy sends it as multi-row statements of up to 1,000 rows ("insertmanyvalues",
+        # SQLite and PostgreSQL) and gathers what each returned, in no particular order.
+        result = await self.connection.execute(statement.returning(*returning), list(rows))
         return result.all()
 
     async def upsert(

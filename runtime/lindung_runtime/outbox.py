@@ -10,14 +10,14 @@ import asyncio
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind, Tracer
 from sqlalchemy import Column, DateTime, Index, Text, delete, insert
-from sqlmodel import Field, SQLModel, col, select
+from sqlmodel import Field, SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 from tenacity import (
     AsyncRetrying,
@@ -31,14 +31,13 @@ from lindung_runtime.aio import wait_event
 from lindung_runtime.clock import Clock
 from lindung_runtime.lease import Lease
 from lindung_runtime.logging import get_logger
-from lindung_runtime.rows import NewRow, primary_key_attributes, write_new_rows
+from lindung_runtime.messages import Outgoing, Transaction
 from lindung_runtime.tracing import current_trace_headers, upstream_context
 
 if TYPE_CHECKING:
     from lindung_runtime.db import Database
 
 log = get_logger(__name__)
-T = TypeVar("T", bound=SQLModel)
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -72,16 +71,13 @@ class InboxMessage(SQLModel, table=True):
 RUNTIME_TABLES: list[type[SQLModel]] = [OutboxMessage, InboxMessage]
 
 
-def _primary_key(row: SQLModel) -> tuple[Any, ...]:
-    return tuple(row.__dict__.get(name) for name in primary_key_attributes(type(row)))
-
-
 class UnitOfWork:
-    """One batch's transaction: load and change state, `emit` events; all or nothing.
+    """One transaction of a service: its session, the events to publish if it commits
+    (`emit`), the inbox marks of what it handled; `commit` writes them with the state change.
 
-    The session does not autoflush (see db.py), so rows this batch added are not yet visible to
-    queries: `add` and `get` keep them findable by primary key, and `added` lists them by type;
-    `flush` writes them when a handler must query them.
+    Batch handlers write state with Core statements on `transaction()`'s connection; code off
+    the hot path (the importer's progress, the digest dispatcher) may use `session` as SQLModel
+    does. Either way one transaction.
     """
 
     def __init__(
@@ -95,118 +91,11 @@ class UnitOfWork:
         self.clock = clock
         self.source = source
         self.relay = relay  # sends what this unit of work commits, at once
-        self.event_id: str | None = None  # the event being handled right now
-        self.event_headers: dict[str, str] = {}  # its Kafka headers (CloudEvents, trace context)
-        self._added: dict[type[Any], dict[tuple[Any, ...], Any]] = {}
-        self._absent: set[tuple[type[Any], tuple[Any, ...]]] = set()
-        self._locked: dict[tuple[type[Any], tuple[Any, ...]], Any] = {}
-        self._preloaded: dict[tuple[type[Any], str], dict[Any, list[Any]]] = {}
-        self._added_by: dict[tuple[type[Any], str], dict[Any, list[Any]]] = {}
-        self._loaded: dict[tuple[type[Any], tuple[Any, ...]], Any] = {}
         self._outbox_rows: list[dict[str, Any]] = []
         self._inbox_rows: list[dict[str, Any]] = []
-        self._new_rows: list[NewRow] = []
 
     def now(self) -> datetime:
         return self.clock.now()
-
-    def create(self, model: type[T], **values: Any) -> T:
-        """A new row of `model` from already-validated values, inserted at commit with the
-        batch's other new rows of its table (see rows.py: a fraction of the ORM's cost)."""
-        row = NewRow(model, values)
-        self._track(model, tuple(values[name] for name in primary_key_attributes(model)), row)
-        self._new_rows.append(row)
-        return cast(T, row)
-
-    def add(self, row: SQLModel) -> None:
-        """Save a new or changed ORM row with this transaction (a created row needs no `add`)."""
-        if isinstance(row, NewRow):
-            return  # written at flush or commit, with any change made to it by then
-        model, key = type(row), _primary_key(row)
-        if self._added.get(model, {}).get(key) is row:
-            return  # added before: the session already follows its changes (e.g. a quota count)
-        self._track(model, key, row)
-        self.session.add(row)
-
-    def _track(self, model: type[Any], key: tuple[Any, ...], row: Any) -> None:
-        known = self._added.setdefault(model, {})
-        if key in known and isinstance(known[key], NewRow):
-            raise ValueError(f"{model.__name__} {key!r} created twice in one transaction")
-        if key not in known:
-            for (indexed, column), index in self._added_by.items():
-                if indexed is model:
-                    index.setdefault(getattr(row, column), []).append(row)
-        known[key] = row
-        self._absent.discard((model, key))
-
-    async def get(self, model: type[T], key: Any, *, for_update: bool = False) -> T | None:
-        """By primary key, from what this batch added or preloaded before asking the database.
-
-        `for_update` locks the row until commit (PostgreSQL; SQLite's transaction already holds
-        the write lock), once per batch.
-        """
-        ident = key if isinstance(key, tuple) else (key,)
-        pending = self._added.get(model, {}).get(ident)
-        if pending is not None:
-            return pending  # type: ignore[no-any-return]
-        if (model, ident) in self._absent:
-            return None
-        if for_update:
-            if (model, ident) not in self._locked:
-                self._locked[(model, ident)] = await self.session.get(
-                    model, key, with_for_update=True, populate_existing=True
-                )
-            return self._locked[(model, ident)]  # type: ignore[no-any-return]
-        pk = primary_key_attributes(model)  # cached: `get` runs once per record or more
-        index = self._preloaded.get((model, pk[0])) if len(pk) == 1 else None
-        if index is not None and key in index:
-            rows = index[key]
-            return rows[0] if rows else None
-        loaded = self._loaded.get((model, ident))
-        if loaded is not None:
-            return loaded  # type: ignore[no-any-return]
-        row = await self.session.get(model, key)
-        if row is None:
-            self._absent.add((model, ident))  # asked once per batch, not once per record
-        else:
-            # Held here because the session's identity map holds rows weakly: a row nobody
-            # references would be queried again for the next record of the batch.
-            self._loaded[(model, ident)] = row
-        return row
-
-    async def preload(self, model: type[T], column: Any, values: Iterable[Any]) -> None:
-        """Load, in one query, the rows a batch will look up by `column`, so that `get`/`find`
-        answer from memory instead of one round trip per record."""
-        wanted = set(values)
-        index = self._preloaded.setdefault((model, column.key), {})
-        missing = wanted - index.keys()
-        if not missing:
-            return
-        rows = (await self.session.exec(select(model).where(col(column).in_(missing)))).all()
-        for value in missing:
-            index[value] = []
-        for row in rows:
-            index[getattr(row, column.key)].append(row)
-
-    async def find(self, model: type[T], column: Any, value: Any) -> list[T]:
-        """Rows whose `column` equals `value`: stored ones (preloaded or queried) and added ones."""
-        index = self._preloaded.get((model, column.key))
-        if index is not None and value in index:
-            stored = list(index[value])
-        else:
-            stored = list(
-                (await self.session.exec(select(model).where(col(column) == value))).all()
-            )
-        index = self._added_by.get((model, column.key))
-        if index is None:  # indexed once per batch, then kept up to date by `add`
-            index = self._added_by[(model, column.key)] = {}
-            for row in self.added(model):
-                index.setdefault(getattr(row, column.key), []).append(row)
-        added = index.get(value, [])
-        return stored + [row for row in added if row not in stored]
-
-    def added(self, model: type[T]) -> list[T]:
-        return list(self._added.get(model, {}).values())
 
     def emit(
         self, event: Event, trace: Mapping[str, str] | None = None, event_id: str | None = None
@@ -230,29 +119,32 @@ class UnitOfWork:
         )
         return headers["ce_id"]
 
+    def emit_all(self, outgoing: Iterable[Outgoing | None]) -> None:
+        """Queue what a batch rule returned (lindung_runtime.messages), each under its own id
+        and in its own trace."""
+        for out in outgoing:
+            if out is not None:
+                self.emit(out.event, trace=out.trace, event_id=out.event_id)
+
+    async def transaction(self) -> Transaction:
+        """This unit of work's transaction, for the Core statements of batch rules."""
+        return Transaction(await self.session.connection(), self.clock)
+
     def mark_processed(self, topic: str, event_id: str) -> None:
         self._inbox_rows.append({"topic": topic, "event_id": event_id, "processed_at": self.now()})
-
-    async def flush(self) -> None:
-        """Write this transaction's changes so far, so that its queries see them."""
-        if self._new_rows:
-            await write_new_rows(await self.session.connection(), self._new_rows)
-        await self.session.flush()
 
     async def commit(self) -> None:
         """Commit the state changes together with the queued outbox and inbox rows, then hand
         the outbox rows to the relay, which sends them at once.
 
-        Created, outbox and inbox rows go in as one multi-row INSERT per table (Core, no ORM
-        objects). Outbox rows go in already leased (as the relay's claim would lease them), so
+        Outbox and inbox rows go in as one multi-row INSERT per table (Core, no ORM objects).
+        Outbox rows go in already leased (as the relay's claim would lease them), so
         that another instance's relay does not send them too; only if this one fails to send
         them (released) or dies (the lease runs out) does a poll pick them up.
         """
         committed: Sequence[Any] = ()
-        if self._outbox_rows or self._inbox_rows or self._new_rows:
+        if self._outbox_rows or self._inbox_rows:
             connection = await self.session.connection()  # the session's own transaction
-            if self._new_rows:
-                await write_new_rows(connection, self._new_rows)
             if self._outbox_rows:
                 if self.relay is not None:
                     leased = self.relay.lease_until()

@@ -6,8 +6,10 @@ A service module reads like this:
     service = Service("billing", settings, tables=[Invoice, ...])
 
     @service.consumer(topics.ELIGIBILITY_CONFIRMED)
-    async def on_eligibility_confirmed(event: EligibilityConfirmed, uow: UnitOfWork = Context()):
-        ...  # load, call the domain, save, uow.emit(...)
+    async def on_eligibility_confirmed(
+        batch: list[Message[EligibilityConfirmed]], tx: Transaction
+    ) -> list[Outgoing]:
+        ...  # one query per table, the domain's pure rules, bulk writes; the events it causes
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from lindung_runtime.logging import get_logger
 from lindung_runtime.metrics import ServiceMetrics, refresh_gauges
 from lindung_runtime.migrations import has_migrations, upgrade_async
 from lindung_runtime.outbox import RUNTIME_TABLES, OutboxRelay, UnitOfWork, purge_old_rows
-from lindung_runtime.pipeline import DeadLetters, Handler, Preload, Route, build
+from lindung_runtime.pipeline import DeadLetters, Handler, Route, build
 from lindung_runtime.settings import LindungSettings
 from lindung_runtime.tracing import build_tracer_provider
 
@@ -149,19 +151,21 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
 
     def consumer(
-        self, topic: str, *, preload: Preload | None = None, **options: Any
+        self, topic: str, *, inbox: bool = True, **options: Any
     ) -> Callable[[Handler], Handler]:
-        """Subscribe `handler(event, uow)` to `topic`, consumed in batches, at-least-once.
+        """Subscribe a batch handler (`handler(batch, tx) -> outgoing`, messages.py) to `topic`,
+        at-least-once.
 
-        FastStream owns the consumer (group, fetching, offset commits after processing, telemetry,
-        the AsyncAPI entry typed from the handler's signature); the runtime's ReliableConsumer
-        runs the handler for each record of a batch inside one transaction. `options` go to
-        FastStream's `broker.subscriber` and override the runtime's (fetch settings included).
+        FastStream owns the consumer (group, fetching, offset commits after processing, the
+        AsyncAPI entry typed from the handler's signature); the topic's pipeline (pipeline/)
+        hands it each batch inside one transaction. `inbox=False`: the handler is idempotent by
+        the event's own id (see `Route.inbox`). `options` go to FastStream's `broker.subscriber`
+        and override the runtime's (fetch settings included).
         """
 
         def register(handler: Handler) -> Handler:
-            event_type, batch = handled_event(handler)
-            self.routes[topic] = Route(handler, event_type, preload, batch)
+            event_type = handled_event(handler)
+            self.routes[topic] = Route(handler, event_type, inbox)
             defaults: dict[str, Any] = dict(
                 group_id=self.group_for(topic),
                 batch=True,
@@ -178,7 +182,7 @@ class Service:
             subscriber = self.broker.subscriber(topic, **(defaults | options))
             # FastStream reads the handler's signature for the AsyncAPI document; the pipeline
             # calls the handler itself.
-            subscriber(schema_stub(handler, event_type) if batch else handler)
+            subscriber(schema_stub(handler, event_type))
             fetch_batches(subscriber, self.settings.consumer_batch_linger_ms)
             return handler
 
@@ -306,19 +310,19 @@ class Service:
         log.info("service_stopped")
 
 
-def handled_event(handler: Handler) -> tuple[type[BaseModel], bool]:
-    """The event type a handler takes, and whether it takes a batch (`list[Message[E]]`)."""
+def handled_event(handler: Handler) -> type[BaseModel]:
+    """The event type a batch handler takes (`batch: list[Message[E]]`)."""
     first = next(iter(get_type_hints(handler).values()))
-    if get_origin(first) is list:
-        (message,) = get_args(first)
-        (event_type,) = get_args(message)
-        return event_type, True
-    return first, False
+    if get_origin(first) is not list:
+        raise TypeError(f"{handler.__name__}: the first parameter must be list[Message[Event]]")
+    (message,) = get_args(first)
+    (event_type,) = get_args(message)
+    return event_type  # type: ignore[no-any-return]
 
 
-def schema_stub(handler: Handler, event_type: type[BaseModel]) -> Handler:
+def schema_stub(handler: Handler, event_type: type[BaseModel]) -> Callable[..., Awaitable[None]]:
     """A function FastStream can read as `(event: E)`, named and documented as `handler`, so a
-    batch handler's AsyncAPI entry is the same as a per-record handler's."""
+    batch handler's AsyncAPI entry names the event it takes."""
 
     async def stub(event: Any) -> None:
         raise AssertionError("the pipeline calls batch handlers, not FastStream")

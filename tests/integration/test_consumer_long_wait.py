@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka import ConsumerRebalanceListener
-from faststream import Context
 
 from lindung_contracts import PaymentReceived, topics
-from lindung_runtime import LindungSettings, NotReadyYet, Service, UnitOfWork
+from lindung_runtime import LindungSettings, NotReadyYet, Service
+from lindung_runtime.messages import Message, Outgoing, Transaction
 from tests.integration.conftest import eventually, on_broker, running, wait_until_consumed
 from tests.sources import TrustedClient
 
@@ -44,11 +44,12 @@ async def test_a_wait_longer_than_the_poll_interval_keeps_the_consumer_in_its_gr
     attempts: list[str] = []
     handled: list[str] = []
 
-    async def on_payment(event: PaymentReceived, uow: UnitOfWork = Context("uow")) -> None:
-        attempts.append(event.invoice_id)
+    async def on_payment(batch: list[Message[PaymentReceived]], tx: Transaction) -> list[Outgoing]:
+        attempts.extend(m.event.invoice_id for m in batch)
         if not invoice_known.is_set():
-            raise NotReadyYet(f"invoice {event.invoice_id} not known yet")
-        handled.append(event.invoice_id)
+            raise NotReadyYet(f"invoice {batch[0].event.invoice_id} not known yet")
+        handled.extend(m.event.invoice_id for m in batch)
+        return []
 
     service.consumer(
         topics.PAYMENT_RECEIVED,

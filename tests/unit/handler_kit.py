@@ -23,6 +23,7 @@ from sqlmodel import SQLModel, select
 from lindung_contracts import Event, ProgramPublished, cloudevent_headers, topics
 from lindung_runtime import Service
 from lindung_runtime.outbox import OutboxMessage
+from lindung_runtime.pipeline import Batch, Delivery
 from tests.sources import trusted_source
 
 E = TypeVar("E", bound=Event)
@@ -110,6 +111,30 @@ async def deliver_batch(service: Service, events: Sequence[Event]) -> None:
         for e in events
     ]
     await subscriber.process_message(records)
+
+
+async def handle_now(service: Service, events: Sequence[Event]) -> None:
+    """Run events of one topic through the topic's pipeline as one batch, without a broker (to
+    set up state, e.g. a published programme, before or outside a test broker)."""
+    topic = events[0].TOPIC
+    pipeline = service.pipeline_for(topic)
+    assert pipeline is not None, f"{service.name} does not consume {topic}"
+    deliveries = []
+    for offset, event in enumerate(events):
+        headers = cloudevent_headers(event.ce_type(), trusted_source(topic))
+        key = event.key()
+        deliveries.append(
+            Delivery(
+                topic,
+                0,
+                offset,
+                key.encode() if key else None,
+                event.model_dump_json().encode(),
+                headers,
+                headers["ce_id"],
+            )
+        )
+    await pipeline(Batch(topic, deliveries))
 
 
 async def rows(service: Service, model: type[SQLModel]) -> list[Any]:

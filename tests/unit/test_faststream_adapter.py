@@ -24,6 +24,7 @@ from lindung_runtime.faststream_adapter import (
     fetch_batches,
     records_waiting,
 )
+from lindung_runtime.messages import Message, Outgoing
 from lindung_runtime.settings import LindungSettings
 
 # --- the producer under the broker -----------------------------------------------------------
@@ -149,7 +150,8 @@ def test_the_batch_subscriber_fetches_through_get_msg_on_the_instance() -> None:
     assert (subscriber.max_records, subscriber.batch_timeout_ms) == (7, 50)
 
 
-async def on_registered(event: WorkerRegistered, uow: Any) -> None: ...
+async def on_registered(batch: list[Message[WorkerRegistered]], tx: Any) -> list[Outgoing]:
+    return []
 
 
 def test_the_fetch_settings_reach_the_consumer_faststream_builds(data_dir: Path) -> None:

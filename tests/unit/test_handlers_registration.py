@@ -27,7 +27,6 @@ from lindung_contracts import (
 from lindung_registration.app import create_service
 from lindung_registration.db import RejectedRequest, TimelineEntry, Worker, WorkerStatus
 from lindung_registration.domain import worker_id_for
-from lindung_registration.handlers import on_program_published
 from lindung_registration.settings import RegistrationSettings
 from lindung_runtime import FixedClock, Service
 from lindung_runtime.outbox import InboxMessage
@@ -38,6 +37,7 @@ from tests.unit.handler_kit import (
     deliver_batch,
     emitted,
     founding_program,
+    handle_now,
     outbox,
     publish,
     rows,
@@ -73,9 +73,16 @@ def publisher(service: Service, topic: str) -> Any:
 
 async def know_program(service: Service, program: ProgramPublished | None = None) -> None:
     """The programme published, as registration records it from `program.published`."""
-    async with service.unit_of_work() as uow:
-        await on_program_published(program or founding_program(), uow)
-        await uow.commit()
+    await handle_now(service, [program or founding_program()])
+
+
+async def requests_seen(service: Service) -> list[InboxMessage]:
+    """The inbox marks of registration requests (programmes published have their own)."""
+    return [
+        row
+        for row in await rows(service, InboxMessage)
+        if row.topic == topics.REGISTRATION_REQUESTED
+    ]
 
 
 @pytest.fixture
@@ -119,7 +126,7 @@ async def test_valid_request_registers_one_normalised_worker_and_emits_worker_re
         assert headers["ce_source"] == "/lindung/registration"
         assert "traceparent" in headers
 
-        [seen] = await rows(service, InboxMessage)
+        [seen] = await requests_seen(service)
         assert (seen.topic, seen.event_id) == (topics.REGISTRATION_REQUESTED, ce_id)
 
         # Registration's own event is in the worker timeline from the transaction that emitted
@@ -153,7 +160,7 @@ async def test_redelivered_request_with_the_same_ce_id_changes_nothing(service: 
 
     assert len(await rows(service, Worker)) == 1
     assert len(await outbox(service)) == 1
-    assert len(await rows(service, InboxMessage)) == 1
+    assert len(await requests_seen(service)) == 1
 
 
 async def test_same_worker_under_a_new_ce_id_is_not_registered_twice(service: Service) -> None:
@@ -165,7 +172,7 @@ async def test_same_worker_under_a_new_ce_id_is_not_registered_twice(service: Se
     [worker] = await rows(service, Worker)
     assert worker.full_name == "Maria Kaka"  # the first registration stands
     assert len(await outbox(service, topics.WORKER_REGISTERED)) == 1
-    assert len(await rows(service, InboxMessage)) == 2  # both events were processed
+    assert len(await requests_seen(service)) == 2  # both events were processed
 
 
 async def test_same_worker_twice_in_one_batch_is_registered_once(service: Service) -> None:
@@ -262,7 +269,7 @@ async def test_malformed_json_is_dead_lettered_and_the_next_request_is_still_reg
 
         assert service.dead_lettered == 1
         assert await outbox(service) == []
-        assert await rows(service, InboxMessage) == []  # never recorded as seen
+        assert await requests_seen(service) == []  # never recorded as seen
 
         await publish(br, request())
 
@@ -399,3 +406,23 @@ async def test_projected_batches_fill_the_funnel_and_each_event_is_one_timeline_
     assert eligible.event_id == ce_id
     assert eligible.occurred_at.replace(tzinfo=UTC) == NOW
     assert all(e.trace_id for e in entries)
+
+
+async def test_a_redelivered_alert_is_counted_once_without_an_inbox(service: Service) -> None:
+    """The projections keep no inbox (`inbox=False`): the timeline entry, keyed by the event's
+    id, is the mark. A redelivery finds it, and changes the funnel row no more."""
+    alert = CoverageExpiring(
+        worker_id=worker_id_for(PROGRAM, NIK_WOMAN),
+        program_id=PROGRAM,
+        nik=NIK_WOMAN,
+        coverage_end=date(2025, 12, 31),
+        days_left=30,
+    )
+    async with TestKafkaBroker(service.broker) as br:
+        ce_id = await publish(br, alert)
+        await publish(br, alert, ce_id=ce_id)  # redelivered
+        await publish(br, alert)  # the same alert announced again: a new event
+    [status] = await rows(service, WorkerStatus)
+    assert status.expiry_alerts == 2
+    assert len(await rows(service, TimelineEntry)) == 2
+    assert [r for r in await rows(service, InboxMessage) if r.topic == alert.TOPIC] == []

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,14 @@ from faststream.kafka.testing import build_message
 from sqlalchemy import exc as sa_exc
 from structlog.testing import capture_logs
 
-from lindung_contracts import PaymentReceived, cloudevent_headers, topics
+from lindung_contracts import DayStarted, Event, PaymentReceived, cloudevent_headers, topics
+from lindung_eligibility.app import create_service as create_eligibility
+from lindung_eligibility.settings import EligibilitySettings
 from lindung_registration.app import create_service
 from lindung_registration.db import PaymentRecord
 from lindung_registration.settings import RegistrationSettings
 from lindung_runtime import Service
+from lindung_runtime.messages import Message, Outgoing
 from lindung_runtime.pipeline import Route, describe
 from lindung_runtime.settings import LindungSettings
 from tests.sources import trusted_source
@@ -45,15 +48,16 @@ async def service(data_dir: Path) -> AsyncIterator[Service]:
 
 async def deliver(
     service: Service,
-    records: list[tuple[PaymentReceived, str | None]],
+    records: Sequence[tuple[Event, str | None]],
     ids: list[str] | None = None,
 ) -> None:
-    """The payments as ONE fetched batch, each from its given `ce_source` (None: no header),
-    under the given CloudEvents ids (else new ones)."""
+    """The events (of one topic) as ONE fetched batch, each from its given `ce_source` (None:
+    no header), under the given CloudEvents ids (else new ones)."""
+    topic = records[0][0].TOPIC
     subscriber = next(
         s
         for s in service.broker.subscribers
-        if any(t.name == topics.PAYMENT_RECEIVED for t in s.topics)  # type: ignore[attr-defined]
+        if any(t.name == topic for t in s.topics)  # type: ignore[attr-defined]
     )
     messages = []
     for i, (event, source) in enumerate(records):
@@ -65,7 +69,7 @@ async def deliver(
         messages.append(
             await build_message(
                 event.model_dump_json().encode(),
-                topic=topics.PAYMENT_RECEIVED,
+                topic=topic,
                 headers=headers,
                 serializer=None,
             )
@@ -99,11 +103,18 @@ async def test_a_forged_payment_is_dead_lettered_and_the_good_ones_around_it_are
     assert service.dead_lettered == 3
 
 
-async def test_one_log_line_per_batch_plus_one_per_failure(service: Service) -> None:
-    trusted = trusted_source(topics.PAYMENT_RECEIVED)
-    batch = [(payment(1), trusted), (payment(2), "/upstream/village"), (payment(3), trusted)]
-    ids = ["pay-1", "pay-2", "pay-3"]
-    async with TestKafkaBroker(service.broker):
+async def test_one_log_line_per_batch_plus_one_per_failure(data_dir: Path) -> None:
+    """On a topic whose consumer keeps an inbox (eligibility's business days), so that the
+    redelivered records are counted as duplicates."""
+    trusted = trusted_source(topics.DAY_STARTED)
+    days = [DayStarted(date=date(2025, 10, day)) for day in (1, 2, 3)]
+    batch = [(days[0], trusted), (days[1], "/upstream/village"), (days[2], trusted)]
+    ids = ["day-1", "day-2", "day-3"]
+    settings = EligibilitySettings(LINDUNG_DATA_DIR=str(data_dir), **QUICK_GIVE_UP)
+    async with (
+        with_tables(create_eligibility(settings)) as service,
+        TestKafkaBroker(service.broker),
+    ):
         with capture_logs() as first:
             await deliver(service, batch, ids)
         with capture_logs() as again:  # the same records redelivered
@@ -160,7 +171,7 @@ async def test_dead_letter_headers_and_logs_never_quote_the_workers_values(
         ValueError(f"no invoice for NIK {NIK} born 01/01/1990"),
     ]
 
-    async def failing(event: PaymentReceived, uow: Any) -> None:
+    async def failing(batch: list[Message[PaymentReceived]], tx: Any) -> list[Outgoing]:
         raise failures.pop(0) if len(failures) > 1 else failures[0]
 
     route = service.routes[topics.PAYMENT_RECEIVED]

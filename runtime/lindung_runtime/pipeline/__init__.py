@@ -9,8 +9,9 @@ A step wraps the handle below it, as watermill's router middlewares do. From the
     retry         backoff: a missing upstream fact (NotReadyYet) for a while, other failures
                   a few times; permanent errors not at all
     infra         a database or connection failure is waited out, however long
-    transaction   one unit of work: skip what the inbox has seen, run the handler for each
-                  record, mark them seen, commit (with the outbox rows the handler wrote)
+    transaction   one unit of work: skip what the inbox has seen, hand the rest to the
+                  handler as one batch, mark them seen, commit (with the outbox rows of the
+                  events the handler returned)
 
 Every wait pauses the batch's partitions inside `getmany` (`pause.py`), so the consumer stays
 in its group however long it waits.
@@ -29,7 +30,7 @@ from lindung_runtime.pipeline.dead_letter import DeadLetters, dead_lettering, de
 from lindung_runtime.pipeline.decode import decoding
 from lindung_runtime.pipeline.infra import INFRA_ERRORS, waiting_out_infra
 from lindung_runtime.pipeline.retry import retrying
-from lindung_runtime.pipeline.transaction import Handler, Preload, Route, transaction
+from lindung_runtime.pipeline.transaction import Handler, Route, transaction
 from lindung_runtime.pipeline.trust import trusting
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
     "Delivery",
     "Handle",
     "Handler",
-    "Preload",
     "Route",
     "Step",
     "build",

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import structlog
 from opentelemetry import propagate
-from opentelemetry.context import Context, attach, detach
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Link, Span, SpanKind, Tracer
 from pydantic import BaseModel
@@ -25,18 +24,18 @@ from lindung_runtime.tracing import record_context, upstream_context
 
 log = get_logger(__name__)
 
-Handler = Callable[..., Awaitable[Any]]  # per record: None; per batch: list[Outgoing]
-Preload = Callable[[list[Any], UnitOfWork], Awaitable[None]]
+#: `handler(batch: list[Message[E]], tx: Transaction) -> list[Outgoing]` (messages.py)
+Handler = Callable[[list[Message[Any]], Transaction], Awaitable[list[Outgoing]]]
 
 
 @dataclass(frozen=True)
 class Route:
     handler: Handler
     event_type: type[BaseModel]
-    preload: Preload | None = None  # bulk-loads what the batch's handlers will look up
-    #: `handler(messages, tx) -> outgoing` once per batch (lindung_runtime.messages), rather
-    #: than `handler(event, uow)` once per record
-    batch: bool = False
+    #: Whether the inbox records what was handled. A handler whose writes are keyed by the
+    #: event's own id (a timeline entry) is its own inbox: a redelivery changes nothing, and
+    #: the batch is spared the inbox's query and insert.
+    inbox: bool = True
 
 
 def event_time(delivery: Delivery, default: datetime) -> datetime:
@@ -57,10 +56,11 @@ def transaction(
     service: str,
     group: str,
 ) -> Handle:
-    """Skip what the inbox has seen, run the handler for each other record, record them as
-    seen, commit: the state change, the inbox marks and the outbox rows in ONE transaction, so
-    a redelivered event is skipped and "seen" is never recorded for a failure. The inbox is
-    read and written here, not in a step of its own, because it must share the transaction."""
+    """Skip what the inbox has seen, hand the other records to the handler as one batch, record
+    them as seen, commit: the state change, the inbox marks and the outbox rows in ONE
+    transaction, so a redelivered event is skipped and "seen" is never recorded for a failure.
+    The inbox is read and written here, not in a step of its own, because it must share the
+    transaction."""
 
     def batch_span(topic: str, todo: list[Delivery]) -> AbstractContextManager[Span]:
         """One CONSUMER span per batch (and attempt), linked to each record's producer
@@ -83,28 +83,10 @@ def transaction(
             },
         )
 
-    async def handle(delivery: Delivery, uow: UnitOfWork, seconds: Any, sampled: bool) -> None:
-        """One record, in its producer's trace (tracing.record_context) and log context."""
-        # Bound per record without a context manager (a tenth of the cost); unbound per batch.
-        structlog.contextvars.bind_contextvars(event_id=delivery.event_id)
-        token = attach(record_context(tracer_provider, delivery.upstream, sampled))
-        try:
-            uow.event_id = delivery.event_id
-            uow.event_headers = delivery.headers
-            began = time.perf_counter()
-            await route.handler(delivery.event, uow)
-            seconds.observe(time.perf_counter() - began)
-        finally:
-            detach(token)
-        uow.mark_processed(delivery.topic, delivery.event_id)
-
-    async def handle_batch(
-        todo: list[Delivery], uow: UnitOfWork, seconds: Any, sampled: bool
-    ) -> None:
-        """The whole batch in one call: each message carries its record's trace context
-        (tracing.record_context), which the events it causes continue."""
+    def messages_of(todo: list[Delivery], now: datetime, sampled: bool) -> list[Message[Any]]:
+        """Each message carries its record's trace context (tracing.record_context), which the
+        events it causes continue: the worker's trace, at the cost of an id, not of a span."""
         messages = []
-        now = uow.now()
         for delivery in todo:
             carrier: dict[str, str] = {}
             propagate.inject(
@@ -113,63 +95,52 @@ def transaction(
             messages.append(
                 Message(delivery.event, delivery.event_id, carrier, event_time(delivery, now))
             )
-            uow.mark_processed(delivery.topic, delivery.event_id)
-        if not messages:
-            return
-        began = time.perf_counter()
-        tx = Transaction(await uow.session.connection(), uow.clock)
-        replies: list[Outgoing] = await route.handler(messages, tx) or []
-        for outgoing in replies:
-            uow.emit(outgoing.event, trace=outgoing.trace, event_id=outgoing.event_id)
-        seconds.observe((time.perf_counter() - began) / len(messages))
+        return messages
 
-    async def run(batch: Batch) -> None:
-        topic = batch.topic
-        handler_seconds = metrics.handler_seconds.labels(service, topic)
-        async with unit_of_work() as uow:
-            seen = set(
+    async def unseen(batch: Batch, uow: UnitOfWork) -> list[Delivery]:
+        """The batch's records, each event once, less what the inbox has seen."""
+        seen: set[str] = set()
+        if route.inbox:
+            seen.update(
                 (
                     await uow.session.exec(
                         select(InboxMessage.event_id).where(
-                            InboxMessage.topic == topic,
+                            InboxMessage.topic == batch.topic,
                             col(InboxMessage.event_id).in_([d.event_id for d in batch.deliveries]),
                         )
                     )
                 ).all()
             )
-            todo = []
-            for delivery in batch.deliveries:
-                if delivery.event_id in seen:
-                    log.debug("duplicate_event_skipped", topic=topic, event_id=delivery.event_id)
-                    continue
-                seen.add(delivery.event_id)
-                todo.append(delivery)
+        todo = []
+        for delivery in batch.deliveries:
+            if delivery.event_id in seen:
+                log.debug("duplicate_event_skipped", topic=batch.topic, event_id=delivery.event_id)
+                continue
+            seen.add(delivery.event_id)
+            todo.append(delivery)
+        return todo
+
+    async def run(batch: Batch) -> None:
+        topic = batch.topic
+        async with unit_of_work() as uow:
+            todo = await unseen(batch, uow)
             with batch_span(topic, todo) as span:
-                sampled = span.get_span_context().trace_flags.sampled
-                if route.batch:
-                    await handle_batch(todo, uow, handler_seconds, sampled)
-                    await uow.commit()
-                    todo_count = len(todo)
-                    batch.tally.processed += todo_count
-                    batch.tally.duplicates += len(batch.deliveries) - todo_count
-                    count(topic, todo_count, len(batch.deliveries) - todo_count)
-                    return
-                if route.preload is not None and todo:
-                    await route.preload([d.event for d in todo], uow)
-                with structlog.contextvars.bound_contextvars(topic=topic):
-                    try:
+                if todo:
+                    sampled = span.get_span_context().trace_flags.sampled
+                    messages = messages_of(todo, uow.now(), sampled)
+                    began = time.perf_counter()
+                    uow.emit_all(await route.handler(messages, await uow.transaction()))
+                    metrics.handler_seconds.labels(service, topic).observe(
+                        (time.perf_counter() - began) / len(todo)
+                    )
+                    if route.inbox:
                         for delivery in todo:
-                            await handle(delivery, uow, handler_seconds, sampled)
-                    finally:
-                        structlog.contextvars.unbind_contextvars("event_id")
+                            uow.mark_processed(topic, delivery.event_id)
                 await uow.commit()
         duplicates = len(batch.deliveries) - len(todo)
         batch.tally.processed += len(todo)
         batch.tally.duplicates += duplicates
-        count(topic, len(todo), duplicates)
-
-    def count(topic: str, processed: int, duplicates: int) -> None:
-        metrics.consumed.labels(service, topic, "processed").inc(processed)
+        metrics.consumed.labels(service, topic, "processed").inc(len(todo))
         if duplicates:
             metrics.consumed.labels(service, topic, "duplicate").inc(duplicates)
 

@@ -2,11 +2,12 @@
 
 Instances sharing the database write one invoice at once: lines come from every partition of
 `eligibility.confirmed`, payments from another. So each batch that touches an invoice locks its
-row first (`SELECT ... FOR UPDATE` in the batch's preload, in invoice-id order so that batches
-never wait on each other crosswise) and holds it until commit. A lock, not atomic increments or
-sums over the lines, because activation is one decision over three things (total, paid, lines
-still waiting) that must not change while it is made; under the lock plain arithmetic is safe
-and a payment sees every line. SQLite ignores FOR UPDATE: its writers take turns anyway.
+row first (`SELECT ... FOR UPDATE`, in invoice-id order so that batches never wait on each
+other crosswise) and holds it until commit. A lock, not only atomic increments, because
+activation is one decision over three things (total, paid, lines still waiting) that must not
+change while it is made; under the lock the totals read, the lines read after them and the
+increments agree, and a payment sees every line. SQLite ignores FOR UPDATE: its writers take
+turns anyway.
 """
 
 from __future__ import annotations

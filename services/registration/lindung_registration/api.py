@@ -43,7 +43,7 @@ from lindung_registration.db import (
     WorkerStatus,
 )
 from lindung_registration.domain import normalise_nik
-from lindung_registration.handlers import Outcome, register
+from lindung_registration.handlers import Intake, Outcome, register_all
 from lindung_registration.imports import Importer, UploadTooLarge
 from lindung_registration.spreadsheet import (
     FORMATS,
@@ -57,6 +57,7 @@ from lindung_runtime import Service
 from lindung_runtime.limits import BodySizeLimit, too_large_message
 from lindung_runtime.logging import get_logger
 from lindung_runtime.privacy import mask_nik
+from lindung_runtime.tracing import current_trace_headers
 
 log = get_logger(__name__)
 
@@ -541,7 +542,11 @@ async def _register_one(service: Service, request: RegistrationRequested) -> Out
         for attempt in range(3):
             try:
                 async with service.unit_of_work() as uow:
-                    outcome = await register(request, uow, None)
+                    [(outcome, answer)] = await register_all(
+                        [Intake(request, None, current_trace_headers())],
+                        await uow.transaction(),
+                    )
+                    uow.emit_all([answer])
                     await uow.commit()
                 break
             except sa_exc.IntegrityError:

@@ -34,7 +34,8 @@ def create_service(
     service.consumer(topics.PROGRAM_PUBLISHED)(handlers.on_program_published)
     service.consumer(topics.REGISTRATION_REQUESTED)(handlers.on_registration_requested)
     for topic, handler in PROJECTED.items():
-        service.consumer(topic)(handler)
+        # The timeline entry, keyed by the event's id, is the projection's own inbox.
+        service.consumer(topic, inbox=False)(handler)
     service.publishes(WorkerRegistered, RegistrationRejected)
 
     importer = Importer(service, settings)

@@ -9,13 +9,12 @@ registered only for a programme the operator has published (`program.published`)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from faststream import Context
 from sqlalchemy import insert
 from sqlmodel import col, select
-from stdnum.id import nik as stdnum_nik
 
 from lindung_contracts import (
     FieldError,
@@ -23,19 +22,18 @@ from lindung_contracts import (
     RegistrationRequested,
 )
 from lindung_registration import projection
-from lindung_registration.db import KnownProgram, RejectedRequest, Worker, WorkerStatus
+from lindung_registration.db import KnownProgram, RejectedRequest, Worker
 from lindung_registration.domain import (
     candidate_worker_id,
     decide_registrations,
     printable,
     registration,
     rejection,
-    worker_id_for,
 )
-from lindung_runtime import NotReadyYet, UnitOfWork
+from lindung_runtime import NotReadyYet
 from lindung_runtime.errors import waited_out
 from lindung_runtime.logging import get_logger
-from lindung_runtime.messages import Message, Outgoing, Transaction
+from lindung_runtime.messages import Message, Outgoing, Transaction, trace_id_in
 from lindung_runtime.privacy import mask_nik
 
 log = get_logger(__name__)
@@ -48,46 +46,83 @@ class Outcome:
     errors: list[FieldError] = field(default_factory=list)
 
 
-async def preload_workers(requests: list[RegistrationRequested], uow: UnitOfWork) -> None:
-    """For `register` over a chunk of imported rows: one query per table for the chunk instead
-    of one per request (the idempotency check and the timeline status below)."""
-    ids = [worker_id_for(r.program_id.strip(), stdnum_nik.compact(r.nik)) for r in requests]
-    await uow.preload(
-        KnownProgram, KnownProgram.program_id, {r.program_id.strip() for r in requests}
+@dataclass(frozen=True)
+class Intake:
+    """A registration request from any intake, with what its answer cites and continues."""
+
+    event: RegistrationRequested
+    request_id: str | None  # cited by a rejection: the Kafka event's id, an import row
+    trace: Mapping[str, str]  # the trace the answer continues
+
+
+async def register_all(
+    requests: list[Intake], tx: Transaction, *, wait_for_programs: bool = False
+) -> list[tuple[Outcome, Outgoing | None]]:
+    """Register each valid request once; answer an invalid one with every field error. Each
+    request's outcome, and the event that answers it (none for a repeat).
+
+    One query for the known programmes and one for the workers registered before; the pure
+    rule decides; then one insert per table (workers, refusals, timeline) and one upsert of the
+    funnel rows. A worker another instance registered meanwhile fails the insert: the caller
+    retries, and the request is then a repeat."""
+    program_ids = {r.event.program_id.strip() for r in requests} - {""}
+    known = set(
+        (
+            await tx.connection.execute(
+                select(KnownProgram.program_id).where(col(KnownProgram.program_id).in_(program_ids))
+            )
+        ).scalars()
     )
-    await uow.preload(Worker, Worker.worker_id, ids)
-    await uow.preload(WorkerStatus, WorkerStatus.worker_id, ids)
-
-
-async def register(
-    request: RegistrationRequested, uow: UnitOfWork, request_id: str | None
-) -> Outcome:
-    """Register a valid request once; answer an invalid one with every field error."""
-    program_id = request.program_id.strip()
-    known = {program_id} if program_id and await program_known(uow, program_id) else set()
-    worker_id = candidate_worker_id(request)
-    registered = {worker_id} if await uow.get(Worker, worker_id) is not None else set()
-    [decision] = decide_registrations([request], known, registered)
-    if decision.status == "rejected":
-        rejected = rejection(request, decision.errors, request_id)
-        projection.record_rejected(uow, rejected, uow.emit(rejected))
-        log.info(
-            "registration_rejected",
-            nik=mask_nik(rejected.nik),
-            codes=[e.code for e in decision.errors],
-        )
-        return Outcome("rejected", errors=decision.errors)
-    assert decision.valid is not None
-    valid = decision.valid
-    if decision.status == "repeated":
-        log.debug("registration_repeated", nik=mask_nik(valid.nik), worker_id=valid.worker_id)
-        return Outcome("repeated", worker_id=valid.worker_id)
-
-    registered_event = registration(valid, uow.now())
-    uow.create(Worker, **_worker_row(registered_event))
-    await projection.record_registered(uow, registered_event, uow.emit(registered_event))
-    log.debug("worker_registered", nik=mask_nik(valid.nik), worker_id=valid.worker_id)
-    return Outcome("registered", worker_id=valid.worker_id)
+    if wait_for_programs and (missing := sorted(program_ids - known)) and not waited_out():
+        raise NotReadyYet(f"programme {printable(missing[0], 64)!r} not published (yet)")
+    registered = set(
+        (
+            await tx.connection.execute(
+                select(Worker.worker_id).where(
+                    col(Worker.worker_id).in_({candidate_worker_id(r.event) for r in requests})
+                )
+            )
+        ).scalars()
+    )
+    decisions = decide_registrations([r.event for r in requests], known, registered)
+    now = tx.now()
+    workers, entries, changes, refused = [], [], [], []
+    results: list[tuple[Outcome, Outgoing | None]] = []
+    for request, decision in zip(requests, decisions, strict=True):
+        trace_id = trace_id_in(request.trace)
+        if decision.status == "rejected":
+            rejected = rejection(request.event, decision.errors, request.request_id)
+            out = Outgoing(rejected, request.trace)  # its id keys the timeline entry
+            entries.append(projection.rejected_entry(rejected, out.event_id, trace_id, now))
+            refused.append(projection.rejected_row(rejected, out.event_id))
+            results.append((Outcome("rejected", errors=decision.errors), out))
+            log.info(
+                "registration_rejected",
+                nik=mask_nik(rejected.nik),
+                codes=[e.code for e in decision.errors],
+            )
+            continue
+        assert decision.valid is not None
+        if decision.status == "repeated":
+            results.append((Outcome("repeated", worker_id=decision.valid.worker_id), None))
+            continue
+        event = registration(decision.valid, now)
+        out = Outgoing(event, request.trace)
+        workers.append(_worker_row(event))
+        entries.append(projection.registered_entry(event, out.event_id, trace_id))
+        changes.append(projection.registered_change(out.event_id, event))
+        results.append((Outcome("registered", worker_id=event.worker_id), out))
+    if workers:
+        await tx.connection.execute(insert(Worker), workers)
+    await tx.insert_new(RejectedRequest, refused)
+    await projection.save(tx, entries, changes)
+    log.debug(
+        "registrations_decided",
+        registered=len(workers),
+        rejected=len(refused),
+        repeated=len(requests) - len(workers) - len(refused),
+    )
+    return results
 
 
 def _worker_row(event: Any) -> dict[str, Any]:
@@ -110,25 +145,31 @@ def _worker_row(event: Any) -> dict[str, Any]:
     }
 
 
-async def program_known(uow: UnitOfWork, program_id: str) -> bool:
-    return await uow.get(KnownProgram, program_id) is not None
-
-
-async def on_program_published(program: ProgramPublished, uow: UnitOfWork = Context("uow")) -> None:
-    """A new or amended programme: from now on workers may be registered for it."""
-    row = await uow.get(KnownProgram, program.program_id) or KnownProgram(
-        program_id=program.program_id,
-        name=program.name,
-        sponsor=program.sponsor,
-        coverage_start=program.coverage_start,
-        coverage_end=program.coverage_end,
-        published_at=uow.now(),
+async def on_program_published(
+    batch: list[Message[ProgramPublished]], tx: Transaction
+) -> list[Outgoing]:
+    """A new or amended programme: from now on workers may be registered for it (the batch's
+    last word on each programme wins)."""
+    latest = {m.event.program_id: m.event for m in batch}
+    await tx.upsert(
+        KnownProgram,
+        [
+            {
+                "program_id": p.program_id,
+                "name": p.name,
+                "sponsor": p.sponsor,
+                "coverage_start": p.coverage_start,
+                "coverage_end": p.coverage_end,
+                "published_at": tx.now(),
+            }
+            for p in latest.values()
+        ],
+        keys=["program_id"],
+        update=["name", "sponsor", "coverage_start", "coverage_end", "published_at"],
     )
-    row.name, row.sponsor = program.name, program.sponsor
-    row.coverage_start, row.coverage_end = program.coverage_start, program.coverage_end
-    row.published_at = uow.now()
-    uow.add(row)
-    log.info("program_known", program_id=program.program_id)
+    for program_id in latest:
+        log.info("program_known", program_id=program_id)
+    return []
 
 
 async def on_registration_requested(
@@ -141,56 +182,7 @@ async def on_registration_requested(
     and the two topics are consumed independently. Once the wait runs out
     (CONSUMER_NOT_READY_MAX_WAIT_SECONDS) the request is rejected as `program_unknown`, so the
     village system hears why, rather than dead-lettered."""
-    program_ids = {m.event.program_id.strip() for m in batch} - {""}
-    known = set(
-        (
-            await tx.connection.execute(
-                select(KnownProgram.program_id).where(col(KnownProgram.program_id).in_(program_ids))
-            )
-        ).scalars()
+    results = await register_all(
+        [Intake(m.event, m.id, m.trace) for m in batch], tx, wait_for_programs=True
     )
-    if (missing := sorted(program_ids - known)) and not waited_out():
-        raise NotReadyYet(f"programme {printable(missing[0], 64)!r} not published (yet)")
-    registered = set(
-        (
-            await tx.connection.execute(
-                select(Worker.worker_id).where(
-                    col(Worker.worker_id).in_({candidate_worker_id(m.event) for m in batch})
-                )
-            )
-        ).scalars()
-    )
-    decisions = decide_registrations([m.event for m in batch], known, registered)
-    now = tx.now()
-    workers, entries, changes, refused, replies = [], [], [], [], []
-    for message, decision in zip(batch, decisions, strict=True):
-        if decision.status == "registered":
-            assert decision.valid is not None
-            event = registration(decision.valid, now)
-            out = message.reply(event)  # its id keys the timeline entry
-            workers.append(_worker_row(event))
-            entries.append(projection.registered_entry(event, out.event_id, message.trace_id))
-            changes.append(projection.registered_change(event))
-            replies.append(out)
-        elif decision.status == "rejected":
-            rejected = rejection(message.event, decision.errors, message.id)
-            out = message.reply(rejected)
-            entries.append(projection.rejected_entry(rejected, out.event_id, message.trace_id, now))
-            refused.append(projection.rejected_row(rejected, out.event_id))
-            replies.append(out)
-            log.info(
-                "registration_rejected",
-                nik=mask_nik(rejected.nik),
-                codes=[e.code for e in decision.errors],
-            )
-    if workers:  # a worker another instance registered meanwhile fails the batch: retried
-        await tx.connection.execute(insert(Worker), workers)
-    await tx.insert_new(RejectedRequest, refused)
-    await projection.save(tx, entries, changes)
-    log.debug(
-        "registrations_decided",
-        registered=len(workers),
-        rejected=len(refused),
-        repeated=len(batch) - len(workers) - len(refused),
-    )
-    return replies
+    return [out for _, out in results if out is not None]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind
-from sqlalchemy import case
+from sqlalchemy import case, insert
 from sqlalchemy import exc as sa_exc
 from sqlmodel import col, func, select
 from tenacity import (
@@ -36,7 +36,7 @@ from lindung_contracts import FieldError, RegistrationRequested
 from lindung_registration.auth import ApiKey
 from lindung_registration.db import ImportJob, ImportRow
 from lindung_registration.domain import printable
-from lindung_registration.handlers import preload_workers, register
+from lindung_registration.handlers import Intake, Outcome, register_all
 from lindung_registration.spreadsheet import (
     Limits,
     SpreadsheetError,
@@ -46,6 +46,7 @@ from lindung_registration.spreadsheet import (
 from lindung_runtime.aio import wait_event
 from lindung_runtime.lease import Lease
 from lindung_runtime.logging import get_logger
+from lindung_runtime.tracing import current_trace_headers
 
 if TYPE_CHECKING:
     from lindung_registration.settings import RegistrationSettings
@@ -304,57 +305,67 @@ class Importer:
         await retrying(self._apply_chunk, job, chunk)
 
     async def _apply_chunk(self, job: ImportJob, chunk: list[tuple[int, dict[str, str]]]) -> None:
-        tracer = self.service.tracer
-        async with self.service.unit_of_work() as uow:
-            requests = [
-                (number, request_from_row(job.program_id, values)) for number, values in chunk
-            ]
-            await preload_workers([r for _, r in requests], uow)
-            counts = {"registered": 0, "repeated": 0, "rejected": 0}
-            for (number, request), (_, values) in zip(requests, chunk, strict=True):
-                if not self._in_scope(job, request):
-                    outcome_status, worker_id, errors = "rejected", None, [OUTSIDE_SCOPE]
-                else:
-                    with tracer.start_as_current_span(
-                        "registration import row",
-                        kind=SpanKind.INTERNAL,
-                        attributes={
-                            "lindung.import.id": job.import_id,
-                            "lindung.import.row": number,
-                        },
-                    ):
-                        outcome = await register(request, uow, f"import:{job.import_id}:{number}")
-                    outcome_status, worker_id, errors = (
-                        outcome.status,
-                        outcome.worker_id,
-                        outcome.errors,
-                    )
-                counts[outcome_status] += 1
-                uow.add(
-                    ImportRow(
-                        import_id=job.import_id,
-                        row_number=number,
-                        status=outcome_status,
-                        worker_id=worker_id,
-                        errors=json.dumps([e.model_dump() for e in errors]) if errors else None,
-                        values=json.dumps(values, ensure_ascii=False) if errors else None,
-                    )
+        """One chunk of rows in one transaction: the rows in scope registered as one batch
+        (`register_all`, as the Kafka intake does), each row's outcome, the job's progress."""
+        with self.service.tracer.start_as_current_span(
+            "registration import chunk",
+            kind=SpanKind.INTERNAL,
+            attributes={"lindung.import.id": job.import_id, "lindung.import.rows": len(chunk)},
+        ):
+            trace = current_trace_headers()
+            async with self.service.unit_of_work() as uow:
+                requests = [request_from_row(job.program_id, values) for _, values in chunk]
+                in_scope = [
+                    (number, request)
+                    for (number, _), request in zip(chunk, requests, strict=True)
+                    if self._in_scope(job, request)
+                ]
+                results = await register_all(
+                    [
+                        Intake(request, f"import:{job.import_id}:{number}", trace)
+                        for number, request in in_scope
+                    ],
+                    await uow.transaction(),
                 )
-            # Import progress is written by the lease holder only, and the renewal's UPDATE holds
-            # the job's row lock until this chunk commits: the counters below are read and
-            # added to under that lock, so no other instance's chunk can interleave with them.
-            if not await self.lease.renew(uow.session, [job.import_id]):
-                raise LeaseLost  # the chunk rolls back: the new holder imports these rows
-            stored = await uow.session.get(ImportJob, job.import_id, populate_existing=True)
-            assert stored is not None
-            stored.status = "running"
-            stored.rows_done += len(chunk)
-            stored.registered += counts["registered"]
-            stored.repeated += counts["repeated"]
-            stored.rejected += counts["rejected"]
-            uow.session.add(stored)
-            await uow.commit()
-        job.rows_done = stored.rows_done
+                uow.emit_all(answer for _, answer in results)
+                outcomes = {
+                    number: outcome
+                    for (number, _), (outcome, _) in zip(in_scope, results, strict=True)
+                }
+                counts = {"registered": 0, "repeated": 0, "rejected": 0}
+                rows = []
+                for number, values in chunk:
+                    outcome = outcomes.get(number) or Outcome("rejected", errors=[OUTSIDE_SCOPE])
+                    counts[outcome.status] += 1
+                    errors = outcome.errors
+                    rows.append(
+                        {
+                            "import_id": job.import_id,
+                            "row_number": number,
+                            "status": outcome.status,
+                            "worker_id": outcome.worker_id,
+                            "errors": json.dumps([e.model_dump() for e in errors])
+                            if errors
+                            else None,
+                            "values": json.dumps(values, ensure_ascii=False) if errors else None,
+                        }
+                    )
+                await (await uow.session.connection()).execute(insert(ImportRow), rows)
+                # Import progress is written by the lease holder only, and the renewal's UPDATE
+                # holds the job's row lock until this chunk commits: the counters below are read
+                # and added to under that lock, so no other instance's chunk can interleave.
+                if not await self.lease.renew(uow.session, [job.import_id]):
+                    raise LeaseLost  # the chunk rolls back: the new holder imports these rows
+                stored = await uow.session.get(ImportJob, job.import_id, populate_existing=True)
+                assert stored is not None
+                stored.status = "running"
+                stored.rows_done += len(chunk)
+                stored.registered += counts["registered"]
+                stored.repeated += counts["repeated"]
+                stored.rejected += counts["rejected"]
+                uow.session.add(stored)
+                await uow.commit()
+            job.rows_done = stored.rows_done
 
     @staticmethod
     def _in_scope(job: ImportJob, request: RegistrationRequested) -> bool:

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from faststream import Context
 from sqlalchemy import case
 from sqlalchemy.dialects import postgresql, sqlite
 from stdnum.id import nik as stdnum_nik
@@ -37,103 +36,13 @@ from lindung_contracts import (
     WorkerEvent,
     WorkerRegistered,
 )
-from lindung_registration.db import PaymentRecord, RejectedRequest, TimelineEntry, WorkerStatus
+from lindung_registration.db import PaymentRecord, TimelineEntry, WorkerStatus
 from lindung_registration.domain import (
     StatusChange,
     merge_status_changes,
     status_row,
 )
-from lindung_runtime import UnitOfWork
-from lindung_runtime.messages import Message, Outgoing, Transaction
-from lindung_runtime.tracing import current_trace_id
-
-
-def _occurred_at(uow: UnitOfWork, fallback: datetime | None = None) -> datetime:
-    """When the producer says the event happened (CloudEvents `time`), else `fallback`/now."""
-    raw = uow.event_headers.get("ce_time")
-    if raw:
-        try:
-            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-            if moment.tzinfo is not None:
-                return moment
-        except ValueError:
-            pass
-    return fallback or uow.now()
-
-
-def _record(
-    uow: UnitOfWork,
-    kind: str,
-    details: dict[str, Any],
-    *,
-    nik: str,
-    program_id: str,
-    worker_id: str | None = None,
-    invoice_id: str | None = None,
-    at: datetime | None = None,
-    emitted_id: str | None = None,
-) -> None:
-    """One timeline entry, keyed by its event's id: the consumed one, or `emitted_id` for an
-    event this transaction emitted (which happened `at`)."""
-    uow.create(
-        TimelineEntry,
-        event_id=emitted_id or uow.event_id or f"{kind}:{worker_id or nik}",
-        kind=kind,
-        nik=nik,
-        program_id=program_id,
-        worker_id=worker_id,
-        invoice_id=invoice_id,
-        occurred_at=at if emitted_id and at else _occurred_at(uow, at),
-        trace_id=current_trace_id(),
-        details=json.dumps(details, default=str, ensure_ascii=False),
-    )
-
-
-async def _status(uow: UnitOfWork, event: WorkerEvent) -> WorkerStatus:
-    status = await uow.get(WorkerStatus, event.worker_id)
-    if status is None:
-        status = uow.create(
-            WorkerStatus, worker_id=event.worker_id, program_id=event.program_id, nik=event.nik
-        )
-    return status
-
-
-# --- registration's own events (the UnitOfWork of the HTTP API and imports) --------------------
-
-
-async def record_registered(uow: UnitOfWork, event: WorkerRegistered, event_id: str) -> None:
-    """Timeline: registered (in the transaction that emitted `event` as `event_id`)."""
-    _record(
-        uow,
-        "registered",
-        _registered_details(event),
-        nik=event.nik,
-        program_id=event.program_id,
-        worker_id=event.worker_id,
-        at=event.registered_at,
-        emitted_id=event_id,
-    )
-    status = await _status(uow, event)
-    status.registered = True
-    status.village, status.district = event.village, event.district
-
-
-def record_rejected(uow: UnitOfWork, event: RegistrationRejected, event_id: str) -> None:
-    """Timeline and summary: a request refused for its data (in the transaction that emitted
-    `event` as `event_id`)."""
-    _record(
-        uow,
-        "registration_rejected",
-        _rejected_details(event),
-        nik=stdnum_nik.compact(event.nik)[:64],
-        program_id=event.program_id[:64],
-        at=uow.now(),
-        emitted_id=event_id,
-    )
-    uow.create(RejectedRequest, **rejected_row(event, event_id))
-
-
-# --- registration's own events (the batch of `handlers.on_registration_requested`) --------------
+from lindung_runtime.messages import Message, Outgoing, Transaction, columns
 
 
 def _registered_details(event: WorkerRegistered) -> dict[str, Any]:
@@ -159,9 +68,11 @@ def registered_entry(
     )
 
 
-def registered_change(event: WorkerRegistered) -> StatusChange:
+def registered_change(event_id: str, event: WorkerRegistered) -> tuple[str, StatusChange]:
     return _change(
-        event, sets={"registered": True, "village": event.village, "district": event.district}
+        event_id,
+        event,
+        sets={"registered": True, "village": event.village, "district": event.district},
     )
 
 
@@ -219,23 +130,34 @@ def _entry(
 
 
 def _change(
+    event_id: str,
     event: WorkerEvent,
     *,
     sets: Mapping[str, Any] | None = None,
     fills: Mapping[str, str] | None = None,
     adds: Mapping[str, int] | None = None,
-) -> StatusChange:
-    return StatusChange(
+) -> tuple[str, StatusChange]:
+    """What an event changes in its worker's funnel row, under the event's id."""
+    return event_id, StatusChange(
         event.worker_id, event.program_id, event.nik, sets or {}, fills or {}, adds or {}
     )
 
 
-async def save(tx: Transaction, entries: list[dict[str, Any]], changes: list[StatusChange]) -> None:
-    """Append the timeline rows (a redelivered one is left alone) and apply the funnel changes,
-    one statement each. A change touches only its own columns (a place only while empty, a
-    counter by adding), so another topic's batch changing the same worker loses nothing."""
-    await tx.insert_new(TimelineEntry, entries)
-    merged = merge_status_changes(changes)
+async def save(
+    tx: Transaction, entries: list[dict[str, Any]], changes: list[tuple[str, StatusChange]]
+) -> None:
+    """Append the timeline rows and apply the funnel changes of the events whose rows were
+    new, one statement each: a redelivered event's row is there already, so it changes nothing
+    (the timeline is its own inbox: the projections are consumed with `inbox=False`). A change
+    touches only its own columns (a place only while empty, a counter by adding), so another
+    topic's batch changing the same worker loses nothing."""
+    fresh = {
+        row.event_id
+        for row in await tx.insert_new(
+            TimelineEntry, entries, returning=[columns(TimelineEntry).event_id]
+        )
+    }
+    merged = merge_status_changes([change for event_id, change in changes if event_id in fresh])
     if not merged:
         return
     table = WorkerStatus.__table__  # type: ignore[attr-defined]
@@ -273,6 +195,7 @@ async def on_eligibility_confirmed(
         ],
         [
             _change(
+                m.id,
                 m.event,
                 sets={"eligibility": "confirmed"},
                 fills={"village": m.event.village, "district": m.event.district},
@@ -305,6 +228,7 @@ async def on_eligibility_rejected(
         ],
         [
             _change(
+                m.id,
                 m.event,
                 sets={
                     "eligibility": "rejected",
@@ -346,7 +270,9 @@ async def on_contribution_invoiced(
         ],
         [
             _change(
-                m.event, sets={"invoice_id": m.event.invoice_id, "invoiced_idr": m.event.amount_idr}
+                m.id,
+                m.event,
+                sets={"invoice_id": m.event.invoice_id, "invoiced_idr": m.event.amount_idr},
             )
             for m in batch
         ],
@@ -354,19 +280,26 @@ async def on_contribution_invoiced(
     return []
 
 
-async def on_payment_received(event: PaymentReceived, uow: UnitOfWork = Context("uow")) -> None:
+async def on_payment_received(
+    batch: list[Message[PaymentReceived]], tx: Transaction
+) -> list[Outgoing]:
     """Timeline: a payment of an invoice (shown to every worker on that invoice)."""
-    uow.add(
-        PaymentRecord(
-            event_id=uow.event_id or f"payment:{event.invoice_id}:{event.reference}",
-            invoice_id=event.invoice_id,
-            amount_idr=event.amount_idr,
-            paid_at=event.paid_at,
-            announced_at=_occurred_at(uow),
-            reference=event.reference,
-            trace_id=current_trace_id(),
-        )
+    await tx.insert_new(
+        PaymentRecord,
+        [
+            {
+                "event_id": m.id,
+                "invoice_id": m.event.invoice_id,
+                "amount_idr": m.event.amount_idr,
+                "paid_at": m.event.paid_at,
+                "announced_at": m.time,
+                "reference": m.event.reference,
+                "trace_id": m.trace_id,
+            }
+            for m in batch
+        ],
     )
+    return []
 
 
 async def on_coverage_activated(
@@ -394,7 +327,7 @@ async def on_coverage_activated(
             for m in batch
             for e in (m.event,)
         ],
-        [_change(m.event, sets={"activated": True}) for m in batch],
+        [_change(m.id, m.event, sets={"activated": True}) for m in batch],
     )
     return []
 
@@ -425,6 +358,7 @@ async def on_coverage_expiring(
         ],
         [
             _change(
+                m.id,
                 m.event,
                 adds={"expiry_alerts": 1},
                 fills={"village": m.event.village, "district": m.event.district},
