@@ -21,7 +21,6 @@ from sqlmodel import Field, SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 from tenacity import (
     AsyncRetrying,
-    RetryCallState,
     retry_if_exception_type,
     wait_random_exponential,
 )
@@ -29,6 +28,7 @@ from tenacity import (
 from lindung_contracts import Event, cloudevent_headers
 from lindung_runtime.aio import wait_event
 from lindung_runtime.clock import Clock
+from lindung_runtime.describe import log_retries
 from lindung_runtime.lease import Lease
 from lindung_runtime.logging import get_logger
 from lindung_runtime.messages import Outgoing, Transaction
@@ -379,7 +379,7 @@ class OutboxRelay:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(Exception),
             wait=wait_random_exponential(multiplier=0.2, max=self.max_backoff_seconds),
-            before_sleep=_log_relay_retry,
+            before_sleep=log_retries(log, "outbox_relay_failed"),
         )
         loop = asyncio.get_running_loop()
         next_poll = loop.time()
@@ -396,11 +396,6 @@ class OutboxRelay:
                 next_poll = loop.time() + self.poll_seconds
             if not self._handed:
                 await wait_event(self._wake, max(0.0, next_poll - loop.time()))
-
-
-def _log_relay_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome is not None else None
-    log.warning("outbox_relay_failed", error=repr(error), retry_in_s=round(state.upcoming_sleep, 2))
 
 
 async def purge_old_rows(database: Database, clock: Clock, retention_days: float) -> int:

@@ -10,10 +10,10 @@ from typing import Any
 from aiokafka.errors import MessageSizeTooLargeError
 
 from lindung_contracts.topics import dead_letter_topic
+from lindung_runtime.describe import describe, error_code
 from lindung_runtime.errors import NotReadyYet, waiting_over
 from lindung_runtime.logging import get_logger
 from lindung_runtime.pipeline.batch import Batch, Delivery, Handle, Step
-from lindung_runtime.pipeline.describe import describe, error_code
 
 __all__ = ["DeadLetters", "dead_lettering", "describe", "error_code"]
 

@@ -9,23 +9,16 @@ from tenacity import (
     wait_exponential,
 )
 
+from lindung_runtime.describe import log_retries
 from lindung_runtime.errors import NotReadyYet, PermanentError
 from lindung_runtime.logging import get_logger
 from lindung_runtime.pipeline.batch import Batch, Handle, Step
-from lindung_runtime.pipeline.describe import describe, error_code
 
 log = get_logger(__name__)
 
 
-def log_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome is not None else None
-    log.warning(
-        "batch_failed_will_retry",
-        attempt=state.attempt_number,
-        retry_in_s=round(state.upcoming_sleep, 3),
-        error_code=error_code(error) if error else None,
-        error=describe(error) if error else None,
-    )
+#: Each retry of a failing batch, logged (infra.py's waits too).
+log_retry = log_retries(log, "batch_failed_will_retry")
 
 
 def _not_ready(state: RetryCallState) -> bool:

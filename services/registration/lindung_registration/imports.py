@@ -26,7 +26,6 @@ from sqlalchemy import exc as sa_exc
 from sqlmodel import col, func, select
 from tenacity import (
     AsyncRetrying,
-    RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
     wait_exponential,
@@ -44,6 +43,7 @@ from lindung_registration.spreadsheet import (
     request_from_row,
 )
 from lindung_runtime.aio import wait_event
+from lindung_runtime.describe import log_retries
 from lindung_runtime.lease import Lease
 from lindung_runtime.logging import get_logger
 from lindung_runtime.tracing import current_trace_headers
@@ -291,15 +291,11 @@ class Importer:
         """Another intake registered one of these workers at the same moment (PostgreSQL), or
         the database is busy: the chunk rolled back whole; do it again, up to 6 tries."""
 
-        def log_retry(state: RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome is not None else None
-            log.warning("import_chunk_retry", import_id=job.import_id, error=repr(error)[:300])
-
         retrying = AsyncRetrying(
             retry=retry_if_exception_type((sa_exc.IntegrityError, sa_exc.OperationalError)),
             stop=stop_after_attempt(6),
             wait=wait_exponential(multiplier=0.4, max=5.0),
-            before_sleep=log_retry,
+            before_sleep=log_retries(log, "import_chunk_retry", import_id=job.import_id),
             reraise=True,
         )
         await retrying(self._apply_chunk, job, chunk)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
+from tenacity import RetryCallState
 
 from lindung_runtime.errors import NotReadyYet, PermanentError
 from lindung_runtime.privacy import scrub_text
@@ -57,3 +60,22 @@ def describe(error: BaseException) -> str:
             f"{type(error).__name__}: {type(orig).__name__} ({', '.join(codes)}) {first}"
         ).strip()[:1000]
     return scrub_text(f"{type(error).__name__}: {error}")[:1000]
+
+
+def log_retries(log: Any, event: str, **fields: Any) -> Callable[[RetryCallState], None]:
+    """A tenacity `before_sleep` that logs each retry as `event` (a warning): the attempt, the
+    wait, and what went wrong as a code and a scrubbed sentence, never a worker's values (a
+    database error's parameters can hold a NIK). `fields` say what is retried."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.warning(
+            event,
+            attempt=state.attempt_number,
+            retry_in_s=round(state.upcoming_sleep, 3),
+            error_code=error_code(error) if error else None,
+            error=describe(error) if error else None,
+            **fields,
+        )
+
+    return before_sleep
