@@ -14,7 +14,7 @@ one record per transaction to isolate a poison record (pipeline/dead_letter.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -68,6 +68,13 @@ class Message(Generic[E]):
         return Outgoing(event, self.trace)
 
 
+def latest(batch: Sequence[Message[E]], key: Callable[[E], Any]) -> list[E]:
+    """The batch's last event for each key, in key order: an upsert of them takes its row
+    locks in one order, so two batches never wait on each other crosswise."""
+    last = {key(m.event): m.event for m in batch}
+    return [last[k] for k in sorted(last)]
+
+
 def columns(model: type[SQLModel]) -> Any:
     """A table's columns, for Core statements (`columns(Invoice).total_idr`)."""
     return model.__table__.c  # type: ignore[attr-defined]
@@ -112,15 +119,18 @@ class Transaction:
         model: type[SQLModel],
         rows: Sequence[Mapping[str, Any]],
         keys: Iterable[str],
-        update: Iterable[str],
+        update: Iterable[str] | None = None,
     ) -> None:
-        """Insert rows, or set the `update` columns of those whose `keys` exist, in one
-        statement."""
+        """Insert rows, or set the `update` columns (default: every column given but the keys)
+        of those whose `keys` exist, in one statement."""
         if not rows:
             return
+        keys = list(keys)
+        if update is None:
+            update = [name for name in rows[0] if name not in keys]
         statement = self._insert(model)
         statement = statement.on_conflict_do_update(
-            index_elements=list(keys),
+            index_elements=keys,
             set_={name: statement.excluded[name] for name in update},
         )
         await self.connection.execute(statement, list(rows))

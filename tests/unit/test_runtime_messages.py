@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from lindung_contracts import DayStarted
-from lindung_runtime.messages import Message
+from lindung_runtime.messages import Message, latest
 from lindung_runtime.pipeline.batch import Delivery
 from lindung_runtime.pipeline.transaction import event_time
 
@@ -38,3 +38,12 @@ def test_the_event_time_is_the_producers_ce_time_or_else_now() -> None:
     assert event_time(delivery({"ce_time": sent.isoformat()}), NOW) == sent
     assert event_time(delivery({}), NOW) == NOW
     assert event_time(delivery({"ce_time": "yesterday"}), NOW) == NOW
+
+
+def test_latest_keeps_the_last_event_per_key_in_key_order() -> None:
+    days = [message({}) for _ in range(3)]
+    batch = [
+        Message(DayStarted(date=date(2025, 10, d)), f"id-{d}", {}, NOW) for d in (3, 1, 2)
+    ] + days
+    assert [e.date.day for e in latest(batch, lambda e: e.date.month)] == [29]
+    assert [e.date.day for e in latest(batch[:3], lambda e: e.date)] == [1, 2, 3]

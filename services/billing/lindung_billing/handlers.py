@@ -42,7 +42,7 @@ from lindung_contracts import (
 )
 from lindung_runtime import NotReadyYet, PermanentError
 from lindung_runtime.logging import get_logger
-from lindung_runtime.messages import Message, Outgoing, Transaction, columns
+from lindung_runtime.messages import Message, Outgoing, Transaction, columns, latest
 
 log = get_logger(__name__)
 
@@ -57,7 +57,6 @@ async def on_program_published(
     batch: list[Message[ProgramPublished]], tx: Transaction
 ) -> list[Outgoing]:
     """A new or amended programme term (the batch's last word on each programme wins)."""
-    latest = {m.event.program_id: m.event for m in batch}
     await tx.upsert(
         Program,
         [
@@ -69,16 +68,9 @@ async def on_program_published(
                 "coverage_end": p.coverage_end,
                 "alert_days_before_end": ",".join(str(d) for d in p.alert_days_before_end),
             }
-            for p in latest.values()
+            for p in latest(batch, lambda p: p.program_id)
         ],
         keys=["program_id"],
-        update=[
-            "sponsor",
-            "reported_income_idr",
-            "coverage_start",
-            "coverage_end",
-            "alert_days_before_end",
-        ],
     )
     return []
 

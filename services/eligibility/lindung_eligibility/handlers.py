@@ -38,7 +38,7 @@ from lindung_eligibility.domain import (
 )
 from lindung_runtime import NotReadyYet
 from lindung_runtime.logging import get_logger
-from lindung_runtime.messages import Message, Outgoing, Transaction
+from lindung_runtime.messages import Message, Outgoing, Transaction, latest
 from lindung_runtime.privacy import mask_nik
 
 log = get_logger(__name__)
@@ -54,7 +54,7 @@ async def on_program_published(
 ) -> list[Outgoing]:
     """A new or amended programme (the batch's last word on each wins); seats already taken
     stay taken."""
-    latest = {m.event.program_id: m.event for m in batch}
+    programs = latest(batch, lambda p: p.program_id)
     await tx.upsert(
         Program,
         [
@@ -68,12 +68,12 @@ async def on_program_published(
                 "min_age": p.min_age,
                 "max_age": p.max_age,
             }
-            for p in latest.values()
+            for p in programs
         ],
         keys=["program_id"],
         update=["region_codes", "quota", "coverage_start", "coverage_end", "min_age", "max_age"],
     )
-    for p in latest.values():
+    for p in programs:
         log.info("program_known", program_id=p.program_id, quota=p.quota)
     return []
 

@@ -49,7 +49,7 @@ from lindung_notification.settings import NotificationSettings
 from lindung_runtime import Service
 from lindung_runtime.lease import Lease
 from lindung_runtime.logging import get_logger
-from lindung_runtime.messages import Message, Outgoing, Transaction
+from lindung_runtime.messages import Message, Outgoing, Transaction, latest
 from lindung_runtime.privacy import scrub_text
 
 log = get_logger(__name__)
@@ -62,8 +62,7 @@ ENTRY: Table = DigestEntry.__table__  # type: ignore[attr-defined]
 async def on_program_published(
     batch: list[Message[ProgramPublished]], tx: Transaction
 ) -> list[Outgoing]:
-    # A programme's last record in the batch wins; rows in programme-id order (one lock order).
-    latest = {m.event.program_id: m.event for m in batch}
+    """A new or amended programme: whom its alerts go to (the batch's last word wins)."""
     await tx.upsert(
         Program,
         [
@@ -73,10 +72,9 @@ async def on_program_published(
                 "sponsor": p.sponsor,
                 "staff_emails": ",".join(p.staff_emails),
             }
-            for p in (latest[program_id] for program_id in sorted(latest))
+            for p in latest(batch, lambda p: p.program_id)
         ],
         keys=["program_id"],
-        update=["name", "sponsor", "staff_emails"],
     )
     return []
 

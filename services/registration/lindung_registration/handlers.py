@@ -33,7 +33,7 @@ from lindung_registration.domain import (
 from lindung_runtime import NotReadyYet
 from lindung_runtime.errors import waited_out
 from lindung_runtime.logging import get_logger
-from lindung_runtime.messages import Message, Outgoing, Transaction, trace_id_in
+from lindung_runtime.messages import Message, Outgoing, Transaction, latest, trace_id_in
 from lindung_runtime.privacy import mask_nik
 
 log = get_logger(__name__)
@@ -150,7 +150,7 @@ async def on_program_published(
 ) -> list[Outgoing]:
     """A new or amended programme: from now on workers may be registered for it (the batch's
     last word on each programme wins)."""
-    latest = {m.event.program_id: m.event for m in batch}
+    programs = latest(batch, lambda p: p.program_id)
     await tx.upsert(
         KnownProgram,
         [
@@ -162,13 +162,12 @@ async def on_program_published(
                 "coverage_end": p.coverage_end,
                 "published_at": tx.now(),
             }
-            for p in latest.values()
+            for p in programs
         ],
         keys=["program_id"],
-        update=["name", "sponsor", "coverage_start", "coverage_end", "published_at"],
     )
-    for program_id in latest:
-        log.info("program_known", program_id=program_id)
+    for p in programs:
+        log.info("program_known", program_id=p.program_id)
     return []
 
 

@@ -17,9 +17,10 @@ event kind changes (`domain.StatusChange`), so topics projected at once do not u
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import case
 from sqlalchemy.dialects import postgresql, sqlite
@@ -43,6 +44,8 @@ from lindung_registration.domain import (
     status_row,
 )
 from lindung_runtime.messages import Message, Outgoing, Transaction, columns
+
+W = TypeVar("W", bound=WorkerEvent)
 
 
 def _registered_details(event: WorkerRegistered) -> dict[str, Any]:
@@ -173,111 +176,100 @@ async def save(
     )
 
 
+@dataclass(frozen=True)
+class Seen:
+    """What one event puts on its worker's timeline (`details`) and funnel row (`sets`,
+    `fills`, `adds`: see domain.StatusChange)."""
+
+    details: dict[str, Any]
+    sets: Mapping[str, Any] = field(default_factory=dict)
+    fills: Mapping[str, str] = field(default_factory=dict)
+    adds: Mapping[str, int] = field(default_factory=dict)
+    at: datetime | None = None  # when it happened, if the event says; else its `ce_time`
+    invoice_id: str | None = None
+
+
+async def _project(
+    tx: Transaction, batch: list[Message[W]], kind: str, seen: Callable[[W], Seen]
+) -> list[Outgoing]:
+    """One timeline entry and one funnel change per event, saved together (`save`)."""
+    entries, changes = [], []
+    for m in batch:
+        event, what = m.event, seen(m.event)
+        entries.append(
+            _entry(
+                m.id,
+                kind,
+                what.details,
+                m.trace_id,
+                nik=event.nik,
+                program_id=event.program_id,
+                worker_id=event.worker_id,
+                invoice_id=what.invoice_id,
+                at=what.at or m.time,
+            )
+        )
+        changes.append(_change(m.id, event, sets=what.sets, fills=what.fills, adds=what.adds))
+    await save(tx, entries, changes)
+    return []
+
+
 async def on_eligibility_confirmed(
     batch: list[Message[EligibilityConfirmed]], tx: Transaction
 ) -> list[Outgoing]:
     """Timeline: eligible, with the coverage term."""
-    await save(
+    return await _project(
         tx,
-        [
-            _entry(
-                m.id,
-                "eligibility_confirmed",
-                {"coverage_start": e.coverage_start, "coverage_end": e.coverage_end},
-                m.trace_id,
-                nik=e.nik,
-                program_id=e.program_id,
-                worker_id=e.worker_id,
-                at=e.decided_at,
-            )
-            for m in batch
-            for e in (m.event,)
-        ],
-        [
-            _change(
-                m.id,
-                m.event,
-                sets={"eligibility": "confirmed"},
-                fills={"village": m.event.village, "district": m.event.district},
-            )
-            for m in batch
-        ],
+        batch,
+        "eligibility_confirmed",
+        lambda e: Seen(
+            {"coverage_start": e.coverage_start, "coverage_end": e.coverage_end},
+            sets={"eligibility": "confirmed"},
+            fills={"village": e.village, "district": e.district},
+            at=e.decided_at,
+        ),
     )
-    return []
 
 
 async def on_eligibility_rejected(
     batch: list[Message[EligibilityRejected]], tx: Transaction
 ) -> list[Outgoing]:
     """Timeline: not eligible, with the reasons."""
-    await save(
+    return await _project(
         tx,
-        [
-            _entry(
-                m.id,
-                "eligibility_rejected",
-                {"reasons": [r.model_dump() for r in e.reasons]},
-                m.trace_id,
-                nik=e.nik,
-                program_id=e.program_id,
-                worker_id=e.worker_id,
-                at=e.decided_at,
-            )
-            for m in batch
-            for e in (m.event,)
-        ],
-        [
-            _change(
-                m.id,
-                m.event,
-                sets={
-                    "eligibility": "rejected",
-                    "ineligible_reasons": ",".join(r.code for r in m.event.reasons),
-                },
-            )
-            for m in batch
-        ],
+        batch,
+        "eligibility_rejected",
+        lambda e: Seen(
+            {"reasons": [r.model_dump() for r in e.reasons]},
+            sets={
+                "eligibility": "rejected",
+                "ineligible_reasons": ",".join(r.code for r in e.reasons),
+            },
+            at=e.decided_at,
+        ),
     )
-    return []
 
 
 async def on_contribution_invoiced(
     batch: list[Message[ContributionInvoiced]], tx: Transaction
 ) -> list[Outgoing]:
     """Timeline: the worker's line on the sponsor's invoice."""
-    await save(
+    return await _project(
         tx,
-        [
-            _entry(
-                m.id,
-                "invoiced",
-                {
-                    "invoice_id": e.invoice_id,
-                    "periods": e.periods,
-                    "monthly_amount_idr": e.monthly_amount_idr,
-                    "amount_idr": e.amount_idr,
-                    "components": e.components,
-                },
-                m.trace_id,
-                nik=e.nik,
-                program_id=e.program_id,
-                worker_id=e.worker_id,
-                invoice_id=e.invoice_id,
-                at=m.time,
-            )
-            for m in batch
-            for e in (m.event,)
-        ],
-        [
-            _change(
-                m.id,
-                m.event,
-                sets={"invoice_id": m.event.invoice_id, "invoiced_idr": m.event.amount_idr},
-            )
-            for m in batch
-        ],
+        batch,
+        "invoiced",
+        lambda e: Seen(
+            {
+                "invoice_id": e.invoice_id,
+                "periods": e.periods,
+                "monthly_amount_idr": e.monthly_amount_idr,
+                "amount_idr": e.amount_idr,
+                "components": e.components,
+            },
+            sets={"invoice_id": e.invoice_id, "invoiced_idr": e.amount_idr},
+            invoice_id=e.invoice_id,
+        ),
     )
-    return []
 
 
 async def on_payment_received(
@@ -306,64 +298,33 @@ async def on_coverage_activated(
     batch: list[Message[CoverageActivated]], tx: Transaction
 ) -> list[Outgoing]:
     """Timeline: covered by BPJS Ketenagakerjaan."""
-    await save(
+    return await _project(
         tx,
-        [
-            _entry(
-                m.id,
-                "coverage_activated",
-                {
-                    "coverage_start": e.coverage_start,
-                    "coverage_end": e.coverage_end,
-                    "invoice_id": e.invoice_id,
-                },
-                m.trace_id,
-                nik=e.nik,
-                program_id=e.program_id,
-                worker_id=e.worker_id,
-                invoice_id=e.invoice_id or None,
-                at=m.time,
-            )
-            for m in batch
-            for e in (m.event,)
-        ],
-        [_change(m.id, m.event, sets={"activated": True}) for m in batch],
+        batch,
+        "coverage_activated",
+        lambda e: Seen(
+            {
+                "coverage_start": e.coverage_start,
+                "coverage_end": e.coverage_end,
+                "invoice_id": e.invoice_id,
+            },
+            sets={"activated": True},
+            invoice_id=e.invoice_id or None,
+        ),
     )
-    return []
 
 
 async def on_coverage_expiring(
     batch: list[Message[CoverageExpiring]], tx: Transaction
 ) -> list[Outgoing]:
     """Timeline: staff were alerted that this worker's coverage ends soon."""
-    await save(
+    return await _project(
         tx,
-        [
-            _entry(
-                m.id,
-                "coverage_expiring",
-                {
-                    "coverage_end": e.coverage_end,
-                    "days_left": e.days_left,
-                    "alert_id": e.alert_id,
-                },
-                m.trace_id,
-                nik=e.nik,
-                program_id=e.program_id,
-                worker_id=e.worker_id,
-                at=m.time,
-            )
-            for m in batch
-            for e in (m.event,)
-        ],
-        [
-            _change(
-                m.id,
-                m.event,
-                adds={"expiry_alerts": 1},
-                fills={"village": m.event.village, "district": m.event.district},
-            )
-            for m in batch
-        ],
+        batch,
+        "coverage_expiring",
+        lambda e: Seen(
+            {"coverage_end": e.coverage_end, "days_left": e.days_left, "alert_id": e.alert_id},
+            adds={"expiry_alerts": 1},
+            fills={"village": e.village, "district": e.district},
+        ),
     )
-    return []
