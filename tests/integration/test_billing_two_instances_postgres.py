@@ -36,7 +36,7 @@ from lindung_contracts import (
     topics,
 )
 from lindung_runtime import Service
-from lindung_runtime.messages import Message, Transaction
+from lindung_runtime.messages import Message
 from lindung_runtime.migrations import upgrade_async
 from tests.conftest import POSTGRES_URL
 from tests.integration.conftest import (
@@ -247,8 +247,8 @@ async def test_a_line_added_while_a_payment_is_decided_is_activated_once(
             await deliver_batch(service, [confirmed(1)])
             async with service.unit_of_work() as uow:  # halfway through `first`'s batch
                 route = service.routes[first.TOPIC]
-                tx = Transaction(await uow.session.connection(), uow.clock)
-                await route.handler([Message(first, "held-open", {})], tx)
+                held = Message(first, "held-open", {}, uow.now())
+                uow.emit_all(await route.handler([held], await uow.transaction()))
                 racing = asyncio.create_task(deliver_batch(service, [second]))
 
                 async def waits_or_ran() -> bool:
