@@ -51,21 +51,23 @@ def main(bootstrap: str, source: str, sink: str, database: str) -> None:
         db.execute("BEGIN IMMEDIATE")
         db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", rows)
         db.execute("COMMIT")
+        producer = producers[0]
         await asyncio.gather(
             *[await producer.send(sink, value, key=key, headers=h) for key, value, h in out]
         )
 
     # Its own aiokafka producer, as the services' outbox relays have (until 2026-12-06 it borrowed
-    # FastStream's, with the same settings: aiokafka's defaults, acks=1).
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    # FastStream's, with the same settings: aiokafka's defaults, acks=1). Made in the loop.
+    producers: list[AIOKafkaProducer] = []
 
     @app.on_startup
     async def start_producer() -> None:
-        await producer.start()
+        producers.append(AIOKafkaProducer(bootstrap_servers=bootstrap))
+        await producers[0].start()
 
     @app.after_shutdown
     async def stop_producer() -> None:
-        await producer.stop()
+        await producers[0].stop()
 
     @app.after_startup
     async def ready() -> None:
