@@ -114,3 +114,29 @@ def dead_lettering(dead_letters: DeadLetters, *, per_record: Handle, attempts: i
         return run
 
     return step
+
+
+def screening(
+    dead_letters: DeadLetters,
+    check: Callable[[Delivery], None],
+    errors: tuple[type[BaseException], ...],
+) -> Step:
+    """A step that checks each record on its own: one that fails `check` with one of `errors`
+    is dead-lettered at once (no retry mends it); the records around it go on as one batch."""
+
+    def step(next_: Handle) -> Handle:
+        async def run(batch: Batch) -> None:
+            good = []
+            for delivery in batch.deliveries:
+                try:
+                    check(delivery)
+                except errors as error:
+                    await dead_letters.send(batch, delivery, error, attempts=1)
+                    continue
+                good.append(delivery)
+            if good:
+                await next_(batch.of(good))
+
+        return run
+
+    return step

@@ -8,8 +8,8 @@ from pydantic import BaseModel, ValidationError
 
 from lindung_contracts import event_for_topic
 from lindung_runtime.errors import PermanentError
-from lindung_runtime.pipeline.batch import Batch, Delivery, Handle, Step
-from lindung_runtime.pipeline.dead_letter import DeadLetters
+from lindung_runtime.pipeline.batch import Delivery, Step
+from lindung_runtime.pipeline.dead_letter import DeadLetters, screening
 
 
 class UnexpectedEventType(PermanentError):
@@ -39,19 +39,8 @@ def decoding(event_type: type[BaseModel], dead_letters: DeadLetters) -> Step:
     """Invalid JSON, a wrong shape or another topic's event type is dead-lettered at once (no
     retry can fix bytes); the good records around it go on."""
 
-    def step(next_: Handle) -> Handle:
-        async def run(batch: Batch) -> None:
-            good = []
-            for delivery in batch.deliveries:
-                try:
-                    delivery.event = decode(delivery, event_type)
-                except (ValueError, PermanentError) as error:  # JSON, Unicode, pydantic, type
-                    await dead_letters.send(batch, delivery, error, attempts=1)
-                    continue
-                good.append(delivery)
-            if good:
-                await next_(batch.of(good))
+    def set_event(delivery: Delivery) -> None:
+        delivery.event = decode(delivery, event_type)
 
-        return run
-
-    return step
+    # ValueError: JSON, Unicode and pydantic's errors; PermanentError: the event type
+    return screening(dead_letters, set_event, (ValueError, PermanentError))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from lindung_contracts.access import source_allowed
 from lindung_runtime.errors import UntrustedSource
-from lindung_runtime.pipeline.batch import Batch, Delivery, Handle, Step
-from lindung_runtime.pipeline.dead_letter import DeadLetters
+from lindung_runtime.pipeline.batch import Delivery, Step
+from lindung_runtime.pipeline.dead_letter import DeadLetters, screening
 
 
 def check_source(delivery: Delivery, trusted: tuple[str, ...]) -> None:
@@ -20,20 +20,6 @@ def trusting(trusted: tuple[str, ...], dead_letters: DeadLetters) -> Step:
     """Checked after decoding: a malformed record is dead-lettered either way, and its dead
     letter then says what is wrong with the bytes (what the producer must fix), whoever sent
     them. The allow-list is the contract's (lindung_contracts.access) plus TRUSTED_SOURCES."""
-
-    def step(next_: Handle) -> Handle:
-        async def run(batch: Batch) -> None:
-            good = []
-            for delivery in batch.deliveries:
-                try:
-                    check_source(delivery, trusted)
-                except UntrustedSource as error:
-                    await dead_letters.send(batch, delivery, error, attempts=1)
-                    continue
-                good.append(delivery)
-            if good:
-                await next_(batch.of(good))
-
-        return run
-
-    return step
+    return screening(
+        dead_letters, lambda delivery: check_source(delivery, trusted), (UntrustedSource,)
+    )
