@@ -28,13 +28,10 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker
-
-if TYPE_CHECKING:
-    from aiokafka import AIOKafkaConsumer
 
 
 class ConcurrentStartKafkaBroker(KafkaBroker):

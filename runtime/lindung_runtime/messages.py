@@ -105,7 +105,7 @@ class Transaction:
         redelivery, got there first). With `returning` (columns), the rows that were inserted."""
         if not rows:
             return []
-        statement = self._insert(model).on_conflict_do_nothing()
+        statement = self.insert(model).on_conflict_do_nothing()
         if returning is None:
             await self.connection.execute(statement, list(rows))
             return []
@@ -128,13 +128,14 @@ class Transaction:
         keys = list(keys)
         if update is None:
             update = [name for name in rows[0] if name not in keys]
-        statement = self._insert(model)
+        statement = self.insert(model)
         statement = statement.on_conflict_do_update(
             index_elements=keys,
             set_={name: statement.excluded[name] for name in update},
         )
         await self.connection.execute(statement, list(rows))
 
-    def _insert(self, model: type[SQLModel]) -> Any:
+    def insert(self, model: type[SQLModel]) -> Any:
+        """This database's INSERT (PostgreSQL's or SQLite's), which knows ON CONFLICT."""
         table: Table = model.__table__  # type: ignore[attr-defined]
         return (postgresql if self.postgres else sqlite).insert(table)

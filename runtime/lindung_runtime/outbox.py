@@ -10,7 +10,7 @@ import asyncio
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
@@ -28,14 +28,12 @@ from tenacity import (
 from lindung_contracts import Event, cloudevent_headers
 from lindung_runtime.aio import wait_event
 from lindung_runtime.clock import Clock
+from lindung_runtime.db import Database
 from lindung_runtime.describe import log_retries
 from lindung_runtime.lease import Lease
 from lindung_runtime.logging import get_logger
 from lindung_runtime.messages import Outgoing, Transaction
 from lindung_runtime.tracing import current_trace_headers, upstream_context
-
-if TYPE_CHECKING:
-    from lindung_runtime.db import Database
 
 log = get_logger(__name__)
 

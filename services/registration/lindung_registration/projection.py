@@ -23,7 +23,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import case
-from sqlalchemy.dialects import postgresql, sqlite
 from stdnum.id import nik as stdnum_nik
 
 from lindung_contracts import (
@@ -163,9 +162,8 @@ async def save(
     merged = merge_status_changes([change for event_id, change in changes if event_id in fresh])
     if not merged:
         return
-    table = WorkerStatus.__table__  # type: ignore[attr-defined]
-    statement = (postgresql if tx.postgres else sqlite).insert(table)
-    now, new = table.c, statement.excluded
+    statement = tx.insert(WorkerStatus)
+    now, new = columns(WorkerStatus), statement.excluded
     first = merged[0]  # events of one kind: every change names the same columns
     update: dict[str, Any] = {name: new[name] for name in first.sets}
     update |= {name: case((now[name] == "", new[name]), else_=now[name]) for name in first.fills}
