@@ -9,6 +9,7 @@ from lindung_contracts.events import (
     ALL_EVENTS,
     ContributionInvoiced,
     CoverageActivated,
+    CoverageEnded,
     CoverageExpiring,
     DayStarted,
     DigestSent,
@@ -18,6 +19,7 @@ from lindung_contracts.events import (
     FieldError,
     PaymentReceived,
     ProgramPublished,
+    ProgramRenewed,
     Reason,
     RegistrationRejected,
     RegistrationRequested,
@@ -25,12 +27,14 @@ from lindung_contracts.events import (
     WorkerRegistered,
     event_for_topic,
 )
+from lindung_contracts.terms import TermDates, renewal_outcome
 
 __all__ = [
     "ALL_EVENTS",
     "CloudEventHeaders",
     "ContributionInvoiced",
     "CoverageActivated",
+    "CoverageEnded",
     "CoverageExpiring",
     "DayStarted",
     "DigestSent",
@@ -40,12 +44,15 @@ __all__ = [
     "FieldError",
     "PaymentReceived",
     "ProgramPublished",
+    "ProgramRenewed",
     "Reason",
     "RegistrationRejected",
     "RegistrationRequested",
+    "TermDates",
     "WorkerEvent",
     "WorkerRegistered",
     "cloudevent_headers",
     "event_for_topic",
+    "renewal_outcome",
     "topics",
 ]

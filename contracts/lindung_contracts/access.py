@@ -117,6 +117,18 @@ ACCESS: dict[str, TopicAccess] = {
             readers=("registration", "notification"),
         ),
         TopicAccess(
+            topics.PROGRAM_RENEWED,
+            writers=(OPERATOR, service_principal("registration")),
+            sources=(CLI_SOURCE, service_source("registration")),
+            readers=("registration", "eligibility", "billing"),
+        ),
+        TopicAccess(
+            topics.COVERAGE_ENDED,
+            writers=(service_principal("billing"),),
+            sources=(service_source("billing"),),
+            readers=("registration", "notification"),
+        ),
+        TopicAccess(
             topics.DIGEST_SENT,
             writers=(service_principal("notification"),),
             sources=(service_source("notification"),),

@@ -32,6 +32,10 @@ RegionCode = Annotated[
     str, Field(pattern=r"^\d{4}$", description="Kemendagri province+regency code")
 ]
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+CoverageStartPolicy = Literal["next_month", "from_term_start"]
+Term = Annotated[
+    int, Field(ge=1, description="The programme's PKS term: 1 as published, 2 after a renewal, ...")
+]
 Period = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Calendar month")]
 ShortText = Annotated[str, Field(max_length=200)]
 
@@ -103,6 +107,22 @@ class ProgramPublished(Event):
         list[Annotated[int, Field(ge=0, le=366)]], AfterValidator(_unique_sorted)
     ] = Field(default_factory=lambda: [30, 14, 7])
     staff_emails: list[Annotated[Email, Field(pattern=_STAFF_EMAIL)]] = Field(default_factory=list)
+    coverage_start_policy: CoverageStartPolicy = Field(
+        default="next_month",
+        description="`next_month`: a worker confirmed after coverage_start is covered from the "
+        "next month's first day. `from_term_start`: confirmed on or before registration_deadline, "
+        "covered (and billed) from coverage_start; needs BPJS's approval of backdated cover",
+    )
+    registration_deadline: date | None = Field(
+        default=None,
+        description="With `from_term_start`: the last day a confirmation still counts from "
+        "coverage_start; later ones start the next month",
+    )
+    backdating_approval: Annotated[str, Field(max_length=200, pattern=_MAIL_SAFE)] = Field(
+        default="",
+        description="With `from_term_start`: the reference of BPJS Ketenagakerjaan's approval of "
+        "cover from the term's first day (a programme setting, never a default)",
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> ProgramPublished:
@@ -110,11 +130,56 @@ class ProgramPublished(Event):
             raise ValueError("coverage_end is before coverage_start")
         if self.min_age > self.max_age:
             raise ValueError("min_age is above max_age")
+        if self.coverage_start_policy == "from_term_start" and (
+            self.registration_deadline is None or not self.backdating_approval.strip()
+        ):
+            raise ValueError(
+                "from_term_start needs a registration_deadline and the backdating_approval"
+            )
+        if self.registration_deadline is not None and not (
+            self.coverage_start <= self.registration_deadline <= self.coverage_end
+        ):
+            raise ValueError("registration_deadline is outside the term")
         return self
 
     @property
     def region_codes(self) -> frozenset[str]:
         return frozenset([self.region_code, *self.additional_region_codes])
+
+
+class ProgramRenewed(Event):
+    """The next PKS term of a published programme: its workers are carried into it without a new
+    upload. A renewal of the same term again changes nothing; one that overlaps a term the
+    programme already has is refused (dead-lettered with `term_overlaps`; HTTP answers 409)."""
+
+    TOPIC: ClassVar[str] = topics.PROGRAM_RENEWED
+    KEY_FIELD: ClassVar[str | None] = "program_id"
+
+    program_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    term_start: date
+    term_end: date
+    quota: Annotated[int | None, Field(strict=True, gt=0)] = Field(
+        default=None, description="Seats in the new term; the previous term's when absent"
+    )
+    reported_income_idr: Annotated[int | None, Field(strict=True, ge=1_000_000, le=RUPIAH_MAX)] = (
+        Field(default=None, description="The contribution basis; the previous term's when absent")
+    )
+    registration_deadline: date | None = Field(
+        default=None,
+        description="With `from_term_start`: the last day a decision still counts from "
+        "term_start (default: term_start itself)",
+    )
+    renewed_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ProgramRenewed:
+        if self.term_end < self.term_start:
+            raise ValueError("term_end is before term_start")
+        if self.registration_deadline is not None and not (
+            self.term_start <= self.registration_deadline <= self.term_end
+        ):
+            raise ValueError("registration_deadline is outside the term")
+        return self
 
 
 class RegistrationRequested(Event):
@@ -185,6 +250,8 @@ class EligibilityConfirmed(WorkerEvent):
     coverage_start: date
     coverage_end: date
     decided_at: AwareDatetime
+    term: Term = 1
+    carried: bool = Field(default=False, description="Carried from the term before, not new")
     full_name: str = ""
     village: str = ""
     district: str = ""
@@ -195,6 +262,10 @@ class EligibilityRejected(WorkerEvent):
 
     reasons: list[Reason]
     decided_at: AwareDatetime
+    term: Term = 1
+    carried: bool = Field(
+        default=False, description="A worker of the term before, not carried into this one"
+    )
 
 
 class ContributionInvoiced(WorkerEvent):
@@ -209,6 +280,7 @@ class ContributionInvoiced(WorkerEvent):
     components: dict[str, Rupiah] = Field(
         description='Monthly amount per programme, e.g. {"JKK": 10000, "JKM": 6800}'
     )
+    term: Term = 1
 
 
 class PaymentReceived(Event):
@@ -227,6 +299,7 @@ class CoverageActivated(WorkerEvent):
     coverage_start: date
     coverage_end: date
     invoice_id: str = ""
+    term: Term = 1
 
 
 class DayStarted(Event):
@@ -250,6 +323,25 @@ class CoverageExpiring(WorkerEvent):
     district: str = ""
     alert_id: str = Field(default="", description="Identifies the programme's alert window")
     alert_size: int = Field(default=0, ge=0, description="How many workers the window alerts")
+    term: Term = 1
+    renewed_until: date | None = Field(
+        default=None, description="The end of the next term when a renewal is published already"
+    )
+
+
+class CoverageEnded(WorkerEvent):
+    """A worker's cover ended with its term and nobody renewed it."""
+
+    TOPIC: ClassVar[str] = topics.COVERAGE_ENDED
+
+    coverage_end: date
+    term: Term = 1
+    reason: Reason
+    full_name: str = ""
+    village: str = ""
+    district: str = ""
+    alert_id: str = Field(default="", description="Identifies the programme's ending, for mail")
+    alert_size: int = Field(default=0, ge=0, description="How many workers ended with it")
 
 
 class DigestSent(Event):
@@ -278,6 +370,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     DayStarted,
     CoverageExpiring,
     DigestSent,
+    ProgramRenewed,
+    CoverageEnded,
 )
 
 _BY_TOPIC = {event.TOPIC: event for event in ALL_EVENTS}

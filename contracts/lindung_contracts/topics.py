@@ -12,6 +12,8 @@ COVERAGE_ACTIVATED = "coverage.activated"
 DAY_STARTED = "clock.day-started"
 COVERAGE_EXPIRING = "coverage.expiring"
 DIGEST_SENT = "notification.digest-sent"
+PROGRAM_RENEWED = "program.renewed"
+COVERAGE_ENDED = "coverage.ended"
 
 ALL = (
     PROGRAM_PUBLISHED,
@@ -26,6 +28,8 @@ ALL = (
     DAY_STARTED,
     COVERAGE_EXPIRING,
     DIGEST_SENT,
+    PROGRAM_RENEWED,
+    COVERAGE_ENDED,
 )
 
 DLQ_SUFFIX = ".dlq"

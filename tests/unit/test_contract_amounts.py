@@ -25,15 +25,19 @@ AMOUNTS = {
     ("ContributionInvoiced", "amount_idr"),
     ("ContributionInvoiced", "components"),
     ("PaymentReceived", "amount_idr"),
+    ("ProgramRenewed", "reported_income_idr"),
 }
 
 
 def amount_schemas(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The schema of each amount field: `*_idr` properties, and the values of `components`."""
+    """The schema of each amount field: `*_idr` properties (of an optional one, its integer
+    alternative), and the values of `components`."""
     found = {}
     for name, field in schema.get("properties", {}).items():
         if name.endswith("_idr"):
-            found[name] = field
+            alternatives = [f for f in field.get("anyOf", [field]) if f.get("type") != "null"]
+            assert len(alternatives) == 1, name
+            found[name] = alternatives[0]
         elif name == "components":
             found[name] = field["additionalProperties"]
     return found
