@@ -33,6 +33,21 @@ class Program(Table, table=True):
         return [int(d) for d in self.alert_days_before_end.split(",") if d]
 
 
+class ProgramTerm(Table, table=True):
+    """Every term of a programme: its dates and contribution basis, and so its invoice."""
+
+    __tablename__ = "program_term"
+
+    program_id: str = Field(primary_key=True, max_length=64)
+    term: int = Field(primary_key=True)
+    term_start: date
+    term_end: date
+    reported_income_idr: int = Field(sa_type=BigInteger)
+    closed_on: date | None = Field(
+        default=None, description="The business day its workers' CoverageEnded went out"
+    )
+
+
 class Invoice(Table, table=True):
     """A programme term's bill. `total_idr` is the sum of its lines and `paid_idr` of its
     payments; both change only while the row is locked (`FOR UPDATE`, see handlers.py), so
@@ -42,15 +57,20 @@ class Invoice(Table, table=True):
 
     invoice_id: str = Field(primary_key=True, max_length=80)
     program_id: str = Field(max_length=64, index=True)
+    term: int = 1
     total_idr: int = Field(default=0, sa_type=BigInteger)
     paid_idr: int = Field(default=0, sa_type=BigInteger)
 
 
 class InvoiceLine(Table, table=True):
+    """A worker's line for one term of its programme; `ended_at` is set when CoverageEnded is
+    announced for it (the term ended and nobody renewed it)."""
+
     __tablename__ = "invoice_line"
     __table_args__ = (Index("ix_line_expiry", "program_id", "coverage_end", "activated_at"),)
 
     worker_id: str = Field(primary_key=True, max_length=36)
+    term: int = Field(default=1, primary_key=True)
     invoice_id: str = Field(max_length=80, index=True)
     program_id: str = Field(max_length=64)
     nik: str = Field(max_length=16)
@@ -62,6 +82,7 @@ class InvoiceLine(Table, table=True):
     periods: str = Field(sa_column=Column(Text, nullable=False))
     amount_idr: int = Field(sa_type=BigInteger)
     activated_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    ended_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 class Payment(Table, table=True):
@@ -83,4 +104,4 @@ class ExpiryAlert(Table, table=True):
     days_left: int = Field(primary_key=True)
 
 
-TABLES: list[type[SQLModel]] = [Program, Invoice, InvoiceLine, Payment, ExpiryAlert]
+TABLES: list[type[SQLModel]] = [Program, ProgramTerm, Invoice, InvoiceLine, Payment, ExpiryAlert]

@@ -78,9 +78,42 @@ def is_paid_up(paid_idr: int, total_idr: int) -> bool:
     return paid_idr >= total_idr
 
 
-def invoice_id_for(program_id: str) -> str:
-    """One invoice per programme term (for now): the sponsor pays the term at once."""
-    return f"INV-{program_id}"
+def invoice_id_for(program_id: str, term: int = 1) -> str:
+    """One invoice per programme term: the sponsor pays the term at once. Term 1's is
+    `INV-<programme>`, a renewal's `INV-<programme>-T<term>`."""
+    return f"INV-{program_id}" if term == 1 else f"INV-{program_id}-T{term}"
+
+
+@dataclass(frozen=True)
+class Term:
+    term: int
+    term_start: date
+    term_end: date
+
+
+def terms_ending(terms: list[Term], today: date) -> list[Term]:
+    """The terms whose cover has ended by `today` with nothing after them: the last day is past
+    and the programme has no later term (a renewal's workers get lines of their own)."""
+    last = max((t.term for t in terms), default=0)
+    return [t for t in terms if t.term_end < today and t.term == last]
+
+
+def renewed_until(terms: list[Term], term: int) -> date | None:
+    """The end of the term after `term`, when a renewal is published already."""
+    return next((t.term_end for t in terms if t.term == term + 1), None)
+
+
+def ending_reason(activated: bool) -> tuple[str, str]:
+    """A CoverageEnded reason: the term ended unrenewed, with the cover active or never paid."""
+    if activated:
+        return (
+            "term_ended_not_renewed",
+            "Masa program berakhir dan tidak diperpanjang / The term ended and was not renewed",
+        )
+    return (
+        "term_ended_unpaid",
+        "Masa program berakhir sebelum iuran dibayar / The term ended before it was paid",
+    )
 
 
 def alert_windows_due(today: date, alert_days_before_end: list[int]) -> dict[int, date]:
@@ -101,6 +134,7 @@ class Confirmation:
     reported_income_idr: int
     coverage_start: date
     coverage_end: date
+    term: int = 1
 
 
 @dataclass(frozen=True)
@@ -128,7 +162,7 @@ def bill_lines(
     order they came."""
     billed = []
     for confirmation in confirmations:
-        invoice_id = invoice_id_for(confirmation.program_id)
+        invoice_id = invoice_id_for(confirmation.program_id, confirmation.term)
         line = contribution_line(
             confirmation.reported_income_idr,
             confirmation.coverage_start,

@@ -19,26 +19,35 @@ from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select, update
 
-from lindung_billing.db import ExpiryAlert, Invoice, InvoiceLine, Payment, Program
+from lindung_billing.db import ExpiryAlert, Invoice, InvoiceLine, Payment, Program, ProgramTerm
 from lindung_billing.domain import (
+    BilledLine,
     Confirmation,
     InvoiceTotals,
     PaymentIn,
+    Term,
     alert_id,
     alert_windows_due,
     bill_lines,
+    ending_reason,
     invoice_id_for,
     is_paid_up,
     record_payments,
+    renewed_until,
+    terms_ending,
 )
 from lindung_contracts import (
     ContributionInvoiced,
     CoverageActivated,
+    CoverageEnded,
     CoverageExpiring,
     DayStarted,
     EligibilityConfirmed,
     PaymentReceived,
     ProgramPublished,
+    ProgramRenewed,
+    Reason,
+    renewal_outcome,
 )
 from lindung_runtime import NotReadyYet, PermanentError
 from lindung_runtime.logging import get_logger
@@ -46,17 +55,26 @@ from lindung_runtime.messages import Message, Outgoing, Transaction, columns, la
 
 log = get_logger(__name__)
 
-PROGRAM, INVOICE, LINE, PAYMENT = (columns(m) for m in (Program, Invoice, InvoiceLine, Payment))
+PROGRAM, TERM, INVOICE, LINE, PAYMENT = (
+    columns(m) for m in (Program, ProgramTerm, Invoice, InvoiceLine, Payment)
+)
 
 
 class UnknownInvoice(PermanentError):
     code = "unknown_invoice"
 
 
+class TermOverlaps(PermanentError):
+    """A renewal overlapping a term the programme has: refused (eligibility refuses it alike)."""
+
+    code = "term_overlaps"
+
+
 async def on_program_published(
     batch: list[Message[ProgramPublished]], tx: Transaction
 ) -> list[Outgoing]:
-    """A new or amended programme term (the batch's last word on each programme wins)."""
+    """A new or amended programme: its term 1 (the batch's last word on each programme wins)."""
+    programs = latest(batch, lambda p: p.program_id)
     await tx.upsert(
         Program,
         [
@@ -68,26 +86,79 @@ async def on_program_published(
                 "coverage_end": p.coverage_end,
                 "alert_days_before_end": ",".join(str(d) for d in p.alert_days_before_end),
             }
-            for p in latest(batch, lambda p: p.program_id)
+            for p in programs
         ],
         keys=["program_id"],
+    )
+    await tx.upsert(
+        ProgramTerm,
+        [
+            {
+                "program_id": p.program_id,
+                "term": 1,
+                "term_start": p.coverage_start,
+                "term_end": p.coverage_end,
+                "reported_income_idr": p.reported_income_idr,
+            }
+            for p in programs
+        ],
+        keys=["program_id", "term"],
     )
     return []
 
 
+async def on_program_renewed(
+    batch: list[Message[ProgramRenewed]], tx: Transaction
+) -> list[Outgoing]:
+    """Record the programme's next term (its invoice opens with its first line). A repeated
+    renewal changes nothing; an overlapping one is refused (`TermOverlaps`, dead-lettered)."""
+    for message in batch:  # a programme's renewals come in order, one partition
+        renewal = message.event
+        terms = await tx.rows(
+            select(*TERM).where(TERM.program_id == renewal.program_id).order_by(TERM.term)
+        )
+        if not terms:
+            raise NotReadyYet(f"programme {renewal.program_id!r} not published (yet)")
+        outcome = renewal_outcome(terms, renewal.term_start, renewal.term_end)
+        if outcome.kind == "overlaps":
+            raise TermOverlaps(outcome.refusal)
+        if outcome.kind == "new":
+            await tx.insert_new(
+                ProgramTerm,
+                [
+                    {
+                        "program_id": renewal.program_id,
+                        "term": outcome.term,
+                        "term_start": renewal.term_start,
+                        "term_end": renewal.term_end,
+                        "reported_income_idr": renewal.reported_income_idr
+                        or terms[-1].reported_income_idr,
+                    }
+                ],
+            )
+        log.info("program_renewed", program_id=renewal.program_id, term=outcome.term)
+    return []
+
+
 async def _lock_invoices(
-    tx: Transaction, invoice_ids: list[str], open_: Mapping[str, object] | None = None
+    tx: Transaction, invoice_ids: list[str], open_: Mapping[str, tuple[str, int]] | None = None
 ) -> dict[str, InvoiceTotals]:
     """Lock the invoices until commit, in invoice-id order (see the module's docstring), and
-    return their totals. With `open_` (programmes by id), first create those of its programmes
+    return their totals. With `open_` ((programme, term) by invoice id), first create those
     that do not exist yet, in one statement that leaves an existing one alone: two instances
     opening the same invoice at once both go on, instead of one failing on the primary key."""
     if open_:
         await tx.insert_new(
             Invoice,
             [
-                {"invoice_id": invoice_id_for(p), "program_id": p, "total_idr": 0, "paid_idr": 0}
-                for p in sorted(open_, key=invoice_id_for)  # one order: no crosswise waits
+                {
+                    "invoice_id": invoice_id,
+                    "program_id": open_[invoice_id][0],
+                    "term": open_[invoice_id][1],
+                    "total_idr": 0,
+                    "paid_idr": 0,
+                }
+                for invoice_id in sorted(open_)  # one order: no crosswise waits
             ],
         )
     rows = await tx.rows(
@@ -122,40 +193,42 @@ async def on_eligibility_confirmed(
 ) -> list[Outgoing]:
     """Add each confirmed worker's line to the programme term's invoice (locked: see the
     module's docstring); a line on an invoice paid ahead is active at once."""
-    program_ids = sorted({m.event.program_id for m in batch})
-    programs = {
-        row.program_id: row
+    wanted = sorted({(m.event.program_id, m.event.term) for m in batch})
+    known = {
+        (row.program_id, row.term): row
         for row in await tx.rows(
-            select(PROGRAM.program_id, PROGRAM.reported_income_idr).where(
-                PROGRAM.program_id.in_(program_ids)
+            select(TERM.program_id, TERM.term, TERM.reported_income_idr).where(
+                TERM.program_id.in_({p for p, _ in wanted})
             )
         )
     }
-    if missing := [p for p in program_ids if p not in programs]:
-        raise NotReadyYet(f"programme {missing[0]!r} not published (yet)")
-    invoices = await _lock_invoices(tx, [invoice_id_for(p) for p in program_ids], open_=programs)
+    if missing := [w for w in wanted if w not in known]:
+        raise NotReadyYet(f"programme {missing[0][0]!r} term {missing[0][1]} not published (yet)")
+    opening = {invoice_id_for(p, t): (p, t) for p, t in wanted}
+    invoices = await _lock_invoices(tx, list(opening), open_=opening)
     # Read under the invoices' locks: a line another instance added meanwhile is seen here.
-    worker_ids = [m.event.worker_id for m in batch]
-    billed_before = set(
-        (
-            await tx.connection.execute(
-                select(LINE.worker_id).where(LINE.worker_id.in_(worker_ids))
+    billed_before = {
+        (row.worker_id, row.term)
+        for row in await tx.rows(
+            select(LINE.worker_id, LINE.term).where(
+                LINE.worker_id.in_({m.event.worker_id for m in batch})
             )
-        ).scalars()
-    )
-    new: dict[str, Message[EligibilityConfirmed]] = {}
-    for message in batch:  # once per worker, whatever the batch repeats
-        if message.event.worker_id not in billed_before:
-            new.setdefault(message.event.worker_id, message)
+        )
+    }
+    new: dict[tuple[str, int], Message[EligibilityConfirmed]] = {}
+    for message in batch:  # once per worker and term, whatever the batch repeats
+        if (key := (message.event.worker_id, message.event.term)) not in billed_before:
+            new.setdefault(key, message)
     before = {invoice_id: totals.total_idr for invoice_id, totals in invoices.items()}
     billed = bill_lines(
         [
             Confirmation(
                 worker_id=c.worker_id,
                 program_id=c.program_id,
-                reported_income_idr=programs[c.program_id].reported_income_idr,
+                reported_income_idr=known[(c.program_id, c.term)].reported_income_idr,
                 coverage_start=c.coverage_start,
                 coverage_end=c.coverage_end,
+                term=c.term,
             )
             for c in (m.event for m in new.values())
         ],
@@ -167,9 +240,10 @@ async def on_eligibility_confirmed(
         [
             {
                 "worker_id": b.confirmation.worker_id,
+                "term": b.confirmation.term,
                 "invoice_id": b.invoice_id,
                 "program_id": b.confirmation.program_id,
-                "nik": (c := new[b.confirmation.worker_id].event).nik,
+                "nik": (c := new[_key(b)].event).nik,
                 "full_name": c.full_name,
                 "village": c.village,
                 "district": c.district,
@@ -185,7 +259,7 @@ async def on_eligibility_confirmed(
     await _add_to_invoices(tx, "total_idr", invoices, before)
     replies = []
     for b in billed:
-        message = new[b.confirmation.worker_id]
+        message = new[_key(b)]
         c = message.event
         replies.append(
             message.reply(
@@ -198,12 +272,17 @@ async def on_eligibility_confirmed(
                     monthly_amount_idr=b.line.monthly_amount_idr,
                     amount_idr=b.line.amount_idr,
                     components=b.line.components,
+                    term=c.term,
                 )
             )
         )
         if b.active:
             replies.append(message.reply(_activated(c, b.invoice_id)))
     return replies
+
+
+def _key(billed: BilledLine) -> tuple[str, int]:
+    return billed.confirmation.worker_id, billed.confirmation.term
 
 
 def _activated(line: _ActivatedLine, invoice_id: str) -> CoverageActivated:
@@ -214,6 +293,7 @@ def _activated(line: _ActivatedLine, invoice_id: str) -> CoverageActivated:
         coverage_start=line.coverage_start,
         coverage_end=line.coverage_end,
         invoice_id=invoice_id,
+        term=line.term,
     )
 
 
@@ -287,6 +367,7 @@ async def _activate_waiting_lines(tx: Transaction, invoice_id: str) -> Sequence[
         .values(activated_at=tx.now())
         .returning(
             lines.worker_id,
+            lines.term,
             lines.program_id,
             lines.nik,
             lines.coverage_start,
@@ -309,67 +390,151 @@ class _ActivatedLine(Protocol):
     def coverage_start(self) -> date: ...
     @property
     def coverage_end(self) -> date: ...
+    @property
+    def term(self) -> int: ...
 
 
 async def on_day_started(batch: list[Message[DayStarted]], tx: Transaction) -> list[Outgoing]:
     """Warn about every active coverage whose end is exactly one alert window away, once per
-    worker and window (`expiry_alert`), however often a day is announced."""
+    worker and window (`expiry_alert`), however often a day is announced; then end the cover
+    of every term that is over with no renewal after it (`CoverageEnded`, once per line)."""
     programs = await tx.rows(select(PROGRAM.program_id, PROGRAM.alert_days_before_end))
-    lines, alerts = LINE, columns(ExpiryAlert)
+    terms: dict[str, list[Term]] = {}
+    for t in await tx.rows(select(TERM.program_id, TERM.term, TERM.term_start, TERM.term_end)):
+        terms.setdefault(t.program_id, []).append(Term(t.term, t.term_start, t.term_end))
     replies: list[Outgoing] = []
     for day in {m.event.date: m for m in batch}.values():  # each day once, in the batch's order
         for program in programs:
             days = [int(d) for d in program.alert_days_before_end.split(",") if d]
             for days_left, coverage_end in alert_windows_due(day.event.date, days).items():
-                in_window = await tx.rows(
-                    select(
-                        lines.worker_id,
-                        lines.program_id,
-                        lines.nik,
-                        lines.full_name,
-                        lines.village,
-                        lines.district,
-                    ).where(
-                        lines.program_id == program.program_id,
-                        lines.coverage_end == coverage_end,
-                        lines.activated_at.is_not(None),
-                    )
+                replies += await _alert(tx, day, program.program_id, terms, coverage_end, days_left)
+        replies += await _end_terms(tx, day, terms)
+    return replies
+
+
+async def _alert(
+    tx: Transaction,
+    day: Message[DayStarted],
+    program_id: str,
+    terms: Mapping[str, list[Term]],
+    coverage_end: date,
+    days_left: int,
+) -> list[Outgoing]:
+    lines, alerts = LINE, columns(ExpiryAlert)
+    in_window = await tx.rows(
+        select(
+            lines.worker_id,
+            lines.term,
+            lines.program_id,
+            lines.nik,
+            lines.full_name,
+            lines.village,
+            lines.district,
+        ).where(
+            lines.program_id == program_id,
+            lines.coverage_end == coverage_end,
+            lines.activated_at.is_not(None),
+        )
+    )
+    if not in_window:
+        return []
+    window = alert_id(program_id, coverage_end, days_left)
+    # Only the rows this statement inserted are new alerts: an alert sent before, or by
+    # another instance meanwhile, is left alone and not announced again.
+    new = await tx.insert_new(
+        ExpiryAlert,
+        [
+            {"worker_id": line.worker_id, "coverage_end": coverage_end, "days_left": days_left}
+            for line in in_window
+        ],
+        returning=[alerts.worker_id],
+    )
+    fresh = {row.worker_id for row in new}
+    log.info("coverage_expiring", alert_id=window, workers=len(in_window))
+    return [
+        day.reply(
+            CoverageExpiring(
+                worker_id=line.worker_id,
+                program_id=line.program_id,
+                nik=line.nik,
+                coverage_end=coverage_end,
+                days_left=days_left,
+                full_name=line.full_name,
+                village=line.village,
+                district=line.district,
+                alert_id=window,
+                alert_size=len(in_window),
+                term=line.term,
+                renewed_until=renewed_until(terms.get(program_id, []), line.term),
+            )
+        )
+        for line in in_window
+        if line.worker_id in fresh
+    ]
+
+
+async def _end_terms(
+    tx: Transaction, day: Message[DayStarted], terms: Mapping[str, list[Term]]
+) -> list[Outgoing]:
+    """End the lines of each term over by `day` with no renewal after it, in one statement per
+    term that says which lines it ended: each gets its CoverageEnded once, however often the
+    day is announced or whichever instance gets there first. The term is then closed, so the
+    days after it do not look at its lines again."""
+    replies: list[Outgoing] = []
+    lines = LINE
+    closed = {
+        (row.program_id, row.term)
+        for row in await tx.rows(
+            select(TERM.program_id, TERM.term).where(TERM.closed_on.is_not(None))
+        )
+    }
+    for program_id, program_terms in sorted(terms.items()):
+        for term in terms_ending(program_terms, day.event.date):
+            if (program_id, term.term) in closed:
+                continue
+            ended = await tx.rows(
+                update(InvoiceLine)
+                .where(
+                    lines.program_id == program_id,
+                    lines.term == term.term,
+                    lines.ended_at.is_(None),
                 )
-                if not in_window:
-                    continue
-                window = alert_id(program.program_id, coverage_end, days_left)
-                # Only the rows this statement inserted are new alerts: an alert sent before,
-                # or by another instance meanwhile, is left alone and not announced again.
-                new = await tx.insert_new(
-                    ExpiryAlert,
-                    [
-                        {
-                            "worker_id": line.worker_id,
-                            "coverage_end": coverage_end,
-                            "days_left": days_left,
-                        }
-                        for line in in_window
-                    ],
-                    returning=[alerts.worker_id],
+                .values(ended_at=tx.now())
+                .returning(
+                    lines.worker_id,
+                    lines.program_id,
+                    lines.nik,
+                    lines.full_name,
+                    lines.village,
+                    lines.district,
+                    lines.coverage_end,
+                    lines.activated_at,
                 )
-                fresh = {row.worker_id for row in new}
-                replies += [
+            )
+            await tx.connection.execute(
+                update(ProgramTerm)
+                .where(TERM.program_id == program_id, TERM.term == term.term)
+                .values(closed_on=day.event.date)
+            )
+            window = f"{program_id}:{term.term_end.isoformat()}:ended"
+            log.info("coverage_ended", alert_id=window, workers=len(ended))
+            for line in sorted(ended, key=lambda line: line.worker_id):
+                code, message = ending_reason(line.activated_at is not None)
+                replies.append(
                     day.reply(
-                        CoverageExpiring(
+                        CoverageEnded(
                             worker_id=line.worker_id,
                             program_id=line.program_id,
                             nik=line.nik,
-                            coverage_end=coverage_end,
-                            days_left=days_left,
+                            coverage_end=line.coverage_end,
+                            term=term.term,
+                            reason=Reason(code=code, message=message),
                             full_name=line.full_name,
                             village=line.village,
                             district=line.district,
                             alert_id=window,
-                            alert_size=len(in_window),
+                            alert_size=len(ended),
                         )
                     )
-                    for line in in_window
-                    if line.worker_id in fresh
-                ]
-                log.info("coverage_expiring", alert_id=window, workers=len(in_window))
+                )
     return replies

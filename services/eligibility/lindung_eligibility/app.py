@@ -17,6 +17,7 @@ def create_service(
     service = Service(NAME, settings or EligibilitySettings(), TABLES, clock=clock)
     service.consumer(topics.PROGRAM_PUBLISHED)(handlers.on_program_published)
     service.consumer(topics.DAY_STARTED)(handlers.on_day_started)
+    service.consumer(topics.PROGRAM_RENEWED)(handlers.on_program_renewed)
     service.consumer(topics.WORKER_REGISTERED)(handlers.on_worker_registered)
     service.publishes(EligibilityConfirmed, EligibilityRejected)
     return service

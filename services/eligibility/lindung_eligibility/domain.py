@@ -17,12 +17,17 @@ from lindung_contracts import Reason
 
 @dataclass(frozen=True)
 class ProgramRules:
+    """A programme's rules for its current term (from `coverage_start` to `coverage_end`)."""
+
     program_id: str
     region_codes: frozenset[str]
     coverage_start: date
     coverage_end: date
     min_age: int
     max_age: int
+    policy: str = "next_month"  # or "from_term_start" (ProgramPublished.coverage_start_policy)
+    registration_deadline: date | None = None
+    term: int = 1
 
 
 @dataclass(frozen=True)
@@ -64,8 +69,13 @@ QUOTA_EXHAUSTED = reason(
 
 
 def coverage_term(program: ProgramRules, business_date: date | None) -> CoverageTerm:
-    """From the programme's start if decided on or before it, else from next month's first day."""
+    """From the term's first day if decided on or before it, or, under `from_term_start`, on or
+    before the registration deadline (cover backdated with BPJS's approval); otherwise from the
+    next month's first day."""
     if business_date is None or business_date <= program.coverage_start:
+        return CoverageTerm(program.coverage_start, program.coverage_end)
+    deadline = program.registration_deadline or program.coverage_start
+    if program.policy == "from_term_start" and business_date <= deadline:
         return CoverageTerm(program.coverage_start, program.coverage_end)
     return CoverageTerm(first_of_next_month(business_date), program.coverage_end)
 
@@ -214,6 +224,54 @@ def decide_batch(
             else:
                 reasons = [QUOTA_EXHAUSTED]
         verdicts.append(Decided(registration, assessment.term, reasons))
+    return verdicts
+
+
+@dataclass(frozen=True)
+class Member:
+    """A worker confirmed for a programme's term, as the next term's carry reads it."""
+
+    worker_id: str
+    nik: str
+    birth_date: date
+
+
+def reason_passes_maximum_age(max_age: int, term_end: date) -> Reason:
+    return reason(
+        "age_above_maximum_in_term",
+        f"Usia melewati batas maksimum {max_age} tahun sebelum {term_end.isoformat()}, akhir "
+        f"masa program berikutnya / Passes the maximum age {max_age} before the next term ends",
+    )
+
+
+RENEWAL_QUOTA_EXHAUSTED = reason(
+    "renewal_quota_exhausted",
+    "Kuota perpanjangan sudah penuh (peserta dilanjutkan menurut urutan pendaftaran) / The "
+    "renewal's quota is taken (workers are carried in registration order)",
+)
+
+
+def carry_into_term(
+    members: list[Member], term: ProgramRules, quota: int, business_date: date | None
+) -> list[tuple[Member, CoverageTerm, list[Reason]]]:
+    """Carry a term's workers (in registration order) into the next `term`: each is checked
+    against the new term's dates (a worker older than the maximum age before the term ends is
+    not carried) and takes one of its `quota` seats; the rest keep a reason each. The new cover
+    starts as `coverage_term` says: the term's first day when renewed in time, so no gap."""
+    cover = coverage_term(term, business_date)
+    carried = 0
+    verdicts = []
+    for member in members:
+        reasons: list[Reason] = []
+        if cover.start > cover.end:
+            reasons.append(reason("program_ended", "Masa program berakhir / The term is over"))
+        elif age_on(member.birth_date, term.coverage_end) > term.max_age:
+            reasons.append(reason_passes_maximum_age(term.max_age, term.coverage_end))
+        elif carried >= quota:
+            reasons.append(RENEWAL_QUOTA_EXHAUSTED)
+        else:
+            carried += 1
+        verdicts.append((member, cover, reasons))
     return verdicts
 
 
