@@ -493,3 +493,31 @@ async def test_digest_whose_sender_died_is_resent_as_it_was_and_late_alerts_foll
     assert resend["Message-ID"] == f"<{WINDOW.replace(':', '.')}@lindung>"
     assert sorted(row["nik"][-1] for row in attachment_rows(resend)) == ["1", "2"]
     assert [row["nik"][-1] for row in attachment_rows(follow_up)] == ["3"]
+
+
+# --- a renewal already published ------------------------------------------------------------------
+
+
+async def test_a_published_renewal_is_kept_on_the_digest_and_told_in_the_mail(
+    service: Service, smtp: SmtpServer
+) -> None:
+    """Alerts carry `renewed_until` once a renewal is published; one arriving while the window
+    is still gathering updates the digest, so the mail says the carried workers go on."""
+    smtp.start()
+    renewal = date(2026, 12, 31)
+    async with TestKafkaBroker(service.broker) as br:
+        await publish(br, program())
+        await deliver_batch(service, [expiring(1), expiring(2)])
+        assert (await digest(service)).renewed_until is None
+        await deliver_batch(
+            service, [expiring(3).model_copy(update={"renewed_until": renewal}), expiring(1)]
+        )
+
+    row = await digest(service)
+    assert (row.kind, row.renewed_until) == ("expiring", renewal)
+    assert await dispatcher(service).dispatch_ready() == 1
+    [message] = smtp.inbox.messages()
+    assert "diperpanjang hingga 31 Desember 2026" in str(message["Subject"])
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    assert "Perpanjangan program sudah diterbitkan hingga 31 Desember 2026" in body.get_content()

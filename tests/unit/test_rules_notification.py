@@ -160,3 +160,38 @@ def test_empty_digest_still_has_a_header_only_attachment() -> None:
     mail = compose_digest(PROGRAM_NAME, SPONSOR, PROGRAM_ID, END, 7, [], RECIPIENTS)
     assert "0 peserta" in mail.subject
     assert len(list(csv.reader(io.StringIO(mail.attachment_csv)))) == 1
+
+
+# --- a renewal already published ------------------------------------------------------------------
+
+
+def test_without_a_renewal_the_mail_asks_for_one(mail: DigestMail) -> None:
+    assert "mohon segera proses perpanjangan kepesertaan" in mail.body
+    assert "sudah diterbitkan" not in mail.body
+    assert "diperpanjang hingga" not in mail.subject
+
+
+def test_with_a_renewal_published_the_mail_says_the_carried_workers_go_on(
+    workers: list[DigestWorker],
+) -> None:
+    renewed = compose_digest(
+        PROGRAM_NAME,
+        SPONSOR,
+        PROGRAM_ID,
+        END,
+        30,
+        workers[:3],
+        RECIPIENTS,
+        renewed_until=date(2026, 12, 31),
+    )
+    assert renewed.subject == (
+        f"[Lindung] Kepesertaan 3 peserta {PROGRAM_NAME} berakhir 31 Desember 2025 "
+        "(30 hari lagi, diperpanjang hingga 31 Desember 2026)"
+    )
+    assert "Perpanjangan program sudah diterbitkan hingga 31 Desember 2026" in renewed.body
+    assert "dibawa ke masa program berikutnya tetap terlindungi" in renewed.body
+    assert "mohon segera proses perpanjangan" not in renewed.body
+    # Still the expiring mail: the same news, the same attachment.
+    assert "akan berakhir pada 31 Desember 2025, 30 hari lagi" in renewed.body
+    assert renewed.attachment_name == "peserta-berakhir-2025-12-31-30hari.csv"
+    assert len(list(csv.reader(io.StringIO(renewed.attachment_csv)))) == 4

@@ -18,6 +18,7 @@ def create_service(
     service = Service(NAME, settings, TABLES, clock=clock)
     service.consumer(topics.PROGRAM_PUBLISHED)(handlers.on_program_published)
     service.consumer(topics.COVERAGE_EXPIRING)(handlers.on_coverage_expiring)
+    service.consumer(topics.COVERAGE_ENDED)(handlers.on_coverage_ended)
     service.publishes(DigestSent)
     service.background(handlers.DigestDispatcher(service, settings).run)
     return service

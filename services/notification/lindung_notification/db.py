@@ -24,7 +24,8 @@ class Program(Table, table=True):
 
 
 class Digest(Table, table=True):
-    """One programme's alert window; `sent_at` is set in the same transaction as DigestSent.
+    """One programme's alert window (workers whose cover is expiring) or ending (workers whose
+    cover ended unrenewed); `sent_at` is set in the same transaction as DigestSent.
 
     A dispatcher leases the digest (committed) before talking SMTP and clears the lease when it
     records the outcome: a lease that ran out with `sent_at` still empty is a send that may have
@@ -36,7 +37,17 @@ class Digest(Table, table=True):
     digest_id: str = Field(primary_key=True, max_length=120)
     program_id: str = Field(max_length=64)
     coverage_end: date
-    days_left: int
+    days_left: int = Field(description="Days from the alert to coverage_end; 0 for an ending")
+    kind: str = Field(
+        default="expiring",
+        max_length=16,
+        sa_column_kwargs={"server_default": "expiring"},
+        description="`expiring` or `ended` (domain.DigestKind): which mail it is",
+    )
+    renewed_until: date | None = Field(
+        default=None,
+        description="Expiring: the end of the next term when a renewal is published already",
+    )
     expected_size: int = 0
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     sent_at: datetime | None = Field(

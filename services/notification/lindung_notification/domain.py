@@ -1,7 +1,7 @@
 """Pure rules of the staff digest: which digest each alerted worker joins, and its mail (the
 words, the numbers and the CSV, in Bahasa Indonesia).
 
-One digest per programme and alert window, never one mail per worker.
+One digest per programme and alert window (or per programme's ending), never one mail per worker.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
+from typing import Literal
 
 from lindung_runtime.privacy import mask_nik
 from lindung_runtime.spreadsheets import csv_text
@@ -66,22 +67,88 @@ def compose_digest(
     days_left: int,
     workers: list[DigestWorker],
     recipients: list[str],
+    *,
+    renewed_until: date | None = None,
 ) -> DigestMail:
+    """The mail of an expiring window. With `renewed_until` (a renewal is published already)
+    it tells staff the carried workers go on, instead of asking them for a renewal."""
     count = angka(len(workers))
+    when = f"{days_left} hari lagi"
+    if renewed_until is not None:
+        when += f", diperpanjang hingga {tanggal(renewed_until)}"
+        action = (
+            "Perpanjangan program sudah diterbitkan hingga "
+            f"{tanggal(renewed_until)}: peserta yang dibawa ke masa program berikutnya tetap "
+            "terlindungi tanpa pendaftaran ulang, dan tidak perlu diajukan perpanjangan lagi."
+        )
+    else:
+        action = (
+            "Agar perlindungan tidak terputus, mohon segera proses perpanjangan kepesertaan "
+            "(perjanjian kerja sama dan penganggaran iuran) sebelum tanggal tersebut."
+        )
     subject = (
         f"[Lindung] Kepesertaan {count} peserta {program_name} berakhir {tanggal(coverage_end)} "
-        f"({days_left} hari lagi)"
+        f"({when})"
     )
-    body = "\n".join(
+    body = _body(
+        sponsor,
+        f"Kepesertaan BPJS Ketenagakerjaan (JKK dan JKM) untuk {count} peserta pekerja rentan "
+        f'dalam program "{program_name}" ({program_id}) akan berakhir pada '
+        f"{tanggal(coverage_end)}, {days_left} hari lagi.",
+        action,
+    )
+    return DigestMail(
+        subject=subject,
+        body=body,
+        attachment_name=f"peserta-berakhir-{coverage_end.isoformat()}-{days_left}hari.csv",
+        attachment_csv=_attachment(workers, coverage_end),
+        recipients=recipients,
+    )
+
+
+def compose_ended_digest(
+    program_name: str,
+    sponsor: str,
+    program_id: str,
+    coverage_end: date,
+    workers: list[DigestWorker],
+    recipients: list[str],
+) -> DigestMail:
+    """The mail of a programme's ending: the cover has ended (past tense, unlike the expiring
+    mail), nobody renewed it, and what staff can still do about it."""
+    count = angka(len(workers))
+    subject = (
+        f"[Lindung] Kepesertaan berakhir: {count} peserta {program_name} per "
+        f"{tanggal(coverage_end)}, tidak diperpanjang"
+    )
+    body = _body(
+        sponsor,
+        f"Kepesertaan BPJS Ketenagakerjaan (JKK dan JKM) untuk {count} peserta pekerja rentan "
+        f'dalam program "{program_name}" ({program_id}) telah berakhir pada '
+        f"{tanggal(coverage_end)} dan tidak diperpanjang. Sejak "
+        f"{tanggal(coverage_end + timedelta(days=1))} peserta tersebut tidak lagi terlindungi.",
+        "Jika pemberi kerja/sponsor ingin melanjutkan perlindungan, mohon proses perpanjangan "
+        "program (perjanjian kerja sama dan penganggaran iuran). Tanpa perpanjangan, peserta "
+        "harus didaftarkan kembali sebagai kepesertaan baru.",
+    )
+    return DigestMail(
+        subject=subject,
+        body=body,
+        attachment_name=f"peserta-telah-berakhir-{coverage_end.isoformat()}.csv",
+        attachment_csv=_attachment(workers, coverage_end),
+        recipients=recipients,
+    )
+
+
+def _body(sponsor: str, news: str, action: str) -> str:
+    """The digest's letter: the same greeting, attachment note and signature for every kind."""
+    return "\n".join(
         [
             f"Yth. Tim {sponsor},",
             "",
-            f"Kepesertaan BPJS Ketenagakerjaan (JKK dan JKM) untuk {count} peserta pekerja rentan "
-            f'dalam program "{program_name}" ({program_id}) akan berakhir pada '
-            f"{tanggal(coverage_end)}, {days_left} hari lagi.",
+            news,
             "",
-            "Agar perlindungan tidak terputus, mohon segera proses perpanjangan kepesertaan "
-            "(perjanjian kerja sama dan penganggaran iuran) sebelum tanggal tersebut.",
+            action,
             "",
             "Daftar peserta terlampir (NIK disamarkan untuk melindungi data pribadi).",
             "",
@@ -89,9 +156,12 @@ def compose_digest(
             "Lindung — layanan kepesertaan pekerja rentan",
         ]
     )
+
+
+def _attachment(workers: list[DigestWorker], coverage_end: date) -> str:
     # Names and places are as the intake sent them: csv_text keeps a `=HYPERLINK(…)` from running
     # when staff open the attachment.
-    attachment = csv_text(
+    return csv_text(
         [
             [
                 "worker_id",
@@ -114,13 +184,6 @@ def compose_digest(
             ),
         ]
     )
-    return DigestMail(
-        subject=subject,
-        body=body,
-        attachment_name=f"peserta-berakhir-{coverage_end.isoformat()}-{days_left}hari.csv",
-        attachment_csv=attachment,
-        recipients=recipients,
-    )
 
 
 # --- gathering: which digest each alerted worker joins -------------------------------------------
@@ -136,9 +199,42 @@ def in_window(digest_id: str, window: str) -> bool:
     return digest_id == window or digest_id.startswith(f"{window}#")
 
 
+DigestKind = Literal["expiring", "ended"]
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    """One worker for a staff digest, as the handlers read a CoverageExpiring or a CoverageEnded:
+    both kinds are gathered by the same code (windows, follow-ups, leases), only the mail
+    differs. `window` is the first digest's id; an ending has `days_left` 0."""
+
+    kind: DigestKind
+    window: str
+    alert_size: int
+    program_id: str
+    coverage_end: date
+    days_left: int
+    worker: DigestWorker
+    renewed_until: date | None = None
+
+    @property
+    def alerted(self) -> Alerted:
+        return Alerted(self.worker.worker_id, self.window, self.alert_size)
+
+
+def ended_window(program_id: str, coverage_end: date) -> str:
+    """An ending's window when the event names none (billing's alert_id has the same shape)."""
+    return f"{program_id}:{coverage_end.isoformat()}:ended"
+
+
+def expiring_window(program_id: str, coverage_end: date, days_left: int) -> str:
+    """An expiring alert window when the event names none (billing's alert_id's shape)."""
+    return f"{program_id}:{coverage_end.isoformat()}:{days_left}d"
+
+
 @dataclass(frozen=True)
 class Alerted:
-    """A worker alerted in an alert window (a CoverageExpiring, as the gathering reads it)."""
+    """A worker alerted in a window (a DigestItem, as the gathering reads it)."""
 
     worker_id: str
     window: str

@@ -1,4 +1,5 @@
-"""Notification's handlers gather each alert window's workers; the dispatcher mails the digest.
+"""Notification's handlers gather each alert window's workers (an expiring window, or a
+programme's ending: both are gathered alike); the dispatcher mails the digest.
 
 A digest closes for good when the dispatcher leases it: the mail is composed from the entries it
 has then, and a lease that runs out is resent with the same Message-ID, so it must keep the same
@@ -27,22 +28,27 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import aiosmtplib
-from sqlalchemy import Integer, Table, bindparam, case, func, or_, update
+from sqlalchemy import Date, Integer, Table, bindparam, case, func, or_, update
 from sqlalchemy import select as select_rows  # Core: the consumers' plain rows
 from sqlmodel import col, select
 
-from lindung_contracts import CoverageExpiring, DigestSent, ProgramPublished
+from lindung_contracts import CoverageEnded, CoverageExpiring, DigestSent, ProgramPublished
 from lindung_notification import mailer
 from lindung_notification.db import Digest, DigestEntry, Program
 from lindung_notification.domain import (
     Alerted,
+    DigestItem,
+    DigestMail,
     DigestWorker,
     StoredDigest,
     compose_digest,
+    compose_ended_digest,
+    ended_window,
+    expiring_window,
     gather_batch,
 )
 from lindung_notification.settings import NotificationSettings
@@ -79,19 +85,58 @@ async def on_program_published(
     return []
 
 
-def window_of(alert: CoverageExpiring) -> str:
-    """The alert window's first digest; its follow-ups are `<window>#2`, `#3`, ..."""
-    return alert.alert_id or f"{alert.program_id}:{alert.coverage_end}:{alert.days_left}d"
+def expiring_item(alert: CoverageExpiring) -> DigestItem:
+    """A worker of an expiring window; the window's first digest is the alert's id."""
+    return DigestItem(
+        kind="expiring",
+        window=alert.alert_id
+        or expiring_window(alert.program_id, alert.coverage_end, alert.days_left),
+        alert_size=alert.alert_size,
+        program_id=alert.program_id,
+        coverage_end=alert.coverage_end,
+        days_left=alert.days_left,
+        worker=_worker(alert),
+        renewed_until=alert.renewed_until,
+    )
+
+
+def ended_item(ended: CoverageEnded) -> DigestItem:
+    """A worker of a programme's ending: all of them go into one digest, like a window's."""
+    return DigestItem(
+        kind="ended",
+        window=ended.alert_id or ended_window(ended.program_id, ended.coverage_end),
+        alert_size=ended.alert_size,
+        program_id=ended.program_id,
+        coverage_end=ended.coverage_end,
+        days_left=0,
+        worker=_worker(ended),
+    )
+
+
+def _worker(event: CoverageExpiring | CoverageEnded) -> DigestWorker:
+    return DigestWorker(event.worker_id, event.nik, event.full_name, event.village, event.district)
 
 
 async def on_coverage_expiring(
     batch: list[Message[CoverageExpiring]], tx: Transaction
 ) -> list[Outgoing]:
     """Add the worker to the window's digest; the dispatcher sends it when complete."""
-    # Each window's first alert in the batch opens the window's first digest if it is new.
-    opening: dict[str, CoverageExpiring] = {}
-    for message in batch:
-        opening.setdefault(window_of(message.event), message.event)
+    await _gather(tx, [expiring_item(m.event) for m in batch])
+    return []
+
+
+async def on_coverage_ended(batch: list[Message[CoverageEnded]], tx: Transaction) -> list[Outgoing]:
+    """Add the worker to its programme's ending digest: one mail for the whole ending."""
+    await _gather(tx, [ended_item(m.event) for m in batch])
+    return []
+
+
+async def _gather(tx: Transaction, items: list[DigestItem]) -> None:
+    """Add the items' workers to their windows' digests (see the module's docstring)."""
+    # Each window's first item in the batch opens the window's first digest if it is new.
+    opening: dict[str, DigestItem] = {}
+    for item in items:
+        opening.setdefault(item.window, item)
     windows = sorted(opening)
     now = tx.now()
     await tx.insert_new(Digest, [_new_digest(w, opening[w], 0, now) for w in windows])
@@ -131,7 +176,7 @@ async def on_coverage_expiring(
     gathered: dict[str, set[str]] = {}
     for row in await tx.rows(
         select_rows(ENTRY.c.worker_id, ENTRY.c.digest_id).where(
-            ENTRY.c.worker_id.in_(sorted({m.event.worker_id for m in batch}))
+            ENTRY.c.worker_id.in_(sorted({i.worker.worker_id for i in items}))
         )
     ):
         gathered.setdefault(row.worker_id, set()).add(row.digest_id)
@@ -142,22 +187,36 @@ async def on_coverage_expiring(
             .group_by(ENTRY.c.digest_id)
         ):
             digests[row.digest_id] = replace(digests[row.digest_id], gathered=row.n)
-    alerts: dict[Alerted, CoverageExpiring] = {}
-    for message in batch:
-        alert = message.event
-        alerts.setdefault(Alerted(alert.worker_id, window_of(alert), alert.alert_size), alert)
+    alerts: dict[Alerted, DigestItem] = {}
+    for item in items:
+        alerts.setdefault(item.alerted, item)
     gathering = gather_batch(list(alerts), digests, gathered)
-    joiner: dict[str, CoverageExpiring] = {}  # each digest's first worker of the batch
+    joiner: dict[str, DigestItem] = {}  # each digest's first worker of the batch
+    renewed: dict[str, date] = {}  # the latest word of the batch on each digest's renewal
     for joining in gathering.joinings:
-        joiner.setdefault(joining.digest_id, alerts[joining.alert])
+        item = alerts[joining.alert]
+        joiner.setdefault(joining.digest_id, item)
+        if item.renewed_until is not None:
+            renewed[joining.digest_id] = item.renewed_until
     new = [d for d in gathering.digests if d.new]
     await tx.insert_new(
-        Digest, [_new_digest(d.digest_id, joiner[d.digest_id], d.expected_size, now) for d in new]
+        Digest,
+        [
+            _new_digest(
+                d.digest_id,
+                replace(joiner[d.digest_id], renewed_until=renewed.get(d.digest_id)),
+                d.expected_size,
+                now,
+            )
+            for d in new
+        ],
     )
     for d in new:
         if d.number > 1:
             log.info(
-                "digest_follow_up", digest_id=d.digest_id, worker_id=joiner[d.digest_id].worker_id
+                "digest_follow_up",
+                digest_id=d.digest_id,
+                worker_id=joiner[d.digest_id].worker.worker_id,
             )
     if grown := sorted((d.digest_id, d.expected_size) for d in gathering.digests if not d.new):
         size = bindparam("size", type_=Integer)
@@ -168,35 +227,43 @@ async def on_coverage_expiring(
                 expected_size=case(
                     (DIGEST.c.expected_size < size, size), else_=DIGEST.c.expected_size
                 ),
+                # A renewal published after the window opened: the mail, not yet composed, says so.
+                renewed_until=func.coalesce(
+                    bindparam("renewed", type_=Date), DIGEST.c.renewed_until
+                ),
                 updated_at=now,
             ),
-            [{"id": digest_id, "size": expected} for digest_id, expected in grown],
+            [
+                {"id": digest_id, "size": expected, "renewed": renewed.get(digest_id)}
+                for digest_id, expected in grown
+            ],
         )
     await tx.insert_new(
         DigestEntry,
         [
             {
                 "digest_id": j.digest_id,
-                "worker_id": (a := alerts[j.alert]).worker_id,
-                "nik": a.nik,
-                "full_name": a.full_name,
-                "village": a.village,
-                "district": a.district,
+                "worker_id": (w := alerts[j.alert].worker).worker_id,
+                "nik": w.nik,
+                "full_name": w.full_name,
+                "village": w.village,
+                "district": w.district,
             }
             for j in gathering.joinings
         ],
     )
-    return []
 
 
 def _new_digest(
-    digest_id: str, alert: CoverageExpiring, expected_size: int, now: datetime
+    digest_id: str, item: DigestItem, expected_size: int, now: datetime
 ) -> dict[str, Any]:
     return {
         "digest_id": digest_id,
-        "program_id": alert.program_id,
-        "coverage_end": alert.coverage_end,
-        "days_left": alert.days_left,
+        "program_id": item.program_id,
+        "coverage_end": item.coverage_end,
+        "days_left": item.days_left,
+        "kind": item.kind,
+        "renewed_until": item.renewed_until,
         "expected_size": expected_size,
         "updated_at": now,
         "send_attempts": 0,
@@ -294,17 +361,13 @@ class DigestDispatcher:
         if program is None or not program.staff_emails:
             return await self._postpone(digest_id, "programme or its staff e-mails not known")
         try:
-            mail = compose_digest(
-                program.name,
-                program.sponsor,
-                program.program_id,
-                digest.coverage_end,
-                digest.days_left,
+            mail = _compose(
+                digest,
+                program,
                 [
                     DigestWorker(e.worker_id, e.nik, e.full_name, e.village, e.district)
                     for e in entries
                 ],
-                program.staff_emails.split(","),
             )
             message = mailer.build_message(mail, self.settings.smtp_from, digest_id)
         except Exception as error:  # e.g. a name with CR/LF, stored before the contract said no
@@ -383,6 +446,32 @@ class DigestDispatcher:
             "digest_send_postponed", digest_id=digest_id, attempts=digest.send_attempts, error=error
         )
         return False
+
+
+def _compose(digest: Digest, program: Program, workers: list[DigestWorker]) -> DigestMail:
+    """The digest's mail, by its kind (an unknown kind is unbuildable: failed, not guessed)."""
+    recipients = program.staff_emails.split(",")
+    if digest.kind == "ended":
+        return compose_ended_digest(
+            program.name,
+            program.sponsor,
+            program.program_id,
+            digest.coverage_end,
+            workers,
+            recipients,
+        )
+    if digest.kind == "expiring":
+        return compose_digest(
+            program.name,
+            program.sponsor,
+            program.program_id,
+            digest.coverage_end,
+            digest.days_left,
+            workers,
+            recipients,
+            renewed_until=digest.renewed_until,
+        )
+    raise ValueError(f"unknown digest kind {digest.kind!r}")
 
 
 def _aware(moment: datetime) -> datetime:
