@@ -1,7 +1,8 @@
 """Registration's HTTP API against a real broker: a registration over HTTP reaches the wire once,
 spreadsheets (CSV in Indonesian or English, XLSX) are imported with a per-row report and an
 errors.csv to fix and send again, a worker's timeline is projected from every service's events,
-the programme summary counts per desa and kecamatan, and /readyz follows the broker.
+the programme summary counts per desa and kecamatan, a programme renewal is published once and
+numbered when read back, and /readyz follows the broker.
 
 The services run in-process (their FastStream apps started, as `running` does) and their HTTP
 app is driven through httpx's ASGI transport.
@@ -29,6 +30,7 @@ from lindung_contracts import (
     ContributionInvoiced,
     DayStarted,
     PaymentReceived,
+    ProgramRenewed,
     WorkerRegistered,
     topics,
 )
@@ -36,7 +38,7 @@ from lindung_eligibility.app import create_service as create_eligibility
 from lindung_eligibility.settings import EligibilitySettings
 from lindung_registration.app import create_service as create_registration
 from lindung_registration.auth import create_key
-from lindung_registration.db import Worker
+from lindung_registration.db import KnownTerm, Worker
 from lindung_registration.domain import worker_id_for
 from lindung_registration.settings import RegistrationSettings
 from lindung_runtime import Service
@@ -578,7 +580,55 @@ async def test_summary_counts_the_funnel_per_desa_and_kecamatan(
     assert mine["ineligible_by_reason"] == {"age_above_maximum": 1}
 
 
-# --- (e) readiness --------------------------------------------------------------------------------
+# --- (e) programme renewals -----------------------------------------------------------------------
+
+
+async def test_a_renewal_over_http_reaches_the_wire_once_and_registration_numbers_it(
+    kafka_bootstrap: str, data_dir: Path
+) -> None:
+    """Published by registration (a writer of `program.renewed`), read back by registration
+    like by every other service: only then is the term known, and the same term again is 200."""
+    service = registration(data_dir, kafka_bootstrap)
+    headers = operator_key(data_dir)
+    url = f"/programs/{PROGRAM}/renewals"
+    body = {"term_start": "2026-01-01", "term_end": "2026-03-31", "quota": 6000}
+    async with (
+        running(service),
+        http(service) as api,
+        wire(kafka_bootstrap, [topics.PROGRAM_RENEWED]) as out,
+    ):
+        accepted = await api.post(url, json=body, headers=headers)
+        [record] = await out.wait_for(topics.PROGRAM_RENEWED, 1)
+
+        async def known() -> Any:
+            answer = await api.post(url, json=body, headers=headers)
+            return answer if answer.status_code == 200 else None
+
+        repeated = await eventually(known, what="the renewal read back")
+        overlapping = await api.post(
+            url, json={"term_start": "2026-03-01", "term_end": "2026-06-30"}, headers=headers
+        )
+        await asyncio.sleep(0.5)  # anything published by the repeat would be fetched by now
+        await out.poll()
+
+    assert (accepted.status_code, accepted.json()["term"]) == (202, 2)
+    assert (repeated.json()["term"], repeated.json()["status"]) == (2, "repeated")
+    assert overlapping.status_code == 409
+    assert overlapping.json()["errors"][0]["code"] == "term_overlaps"
+    assert len(out.on(topics.PROGRAM_RENEWED)) == 1
+    assert record.key == PROGRAM
+    assert record.headers["ce_source"] == "/lindung/registration"
+    assert record.headers["ce_type"] == ProgramRenewed.ce_type()
+    renewed = ProgramRenewed.model_validate_json(record.value)
+    assert (renewed.term_start, renewed.term_end, renewed.quota) == (
+        date(2026, 1, 1),
+        date(2026, 3, 31),
+        6000,
+    )
+    assert await count_rows(service, KnownTerm) == 2
+
+
+# --- (f) readiness --------------------------------------------------------------------------------
 
 
 async def test_readyz_follows_the_broker(tmp_path: Path, data_dir: Path) -> None:

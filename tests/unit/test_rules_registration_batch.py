@@ -143,3 +143,24 @@ def test_a_new_row_is_the_empty_row_with_the_change_applied() -> None:
         "village": "A",
         "expiry_alerts": 2,
     }
+
+
+def test_a_raised_column_keeps_the_highest_value_of_the_batch() -> None:
+    """A coverage rank only rises: the batch's highest wins, whatever order it came in."""
+    [merged] = merge_status_changes(
+        [
+            change(raises={"coverage_rank": 22}),
+            change(raises={"coverage_rank": 11}),
+            change(sets={"activated": True}),
+        ]
+    )
+    assert merged.raises == {"coverage_rank": 22}
+    assert merged.sets == {"activated": True}
+    assert status_row(change(raises={"coverage_rank": 14}))["coverage_rank"] == 14
+
+
+def test_changes_alike_have_the_same_columns_and_a_carry_has_fewer() -> None:
+    confirmed = change(sets={"eligibility": "confirmed"}, fills={"village": "A"})
+    carried = change(fills={"village": "A"}, raises={"coverage_rank": 20})
+    assert confirmed.columns() == change(sets={"eligibility": "x"}, fills={"village": ""}).columns()
+    assert confirmed.columns() != carried.columns()

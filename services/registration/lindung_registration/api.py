@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -26,12 +26,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from opentelemetry.trace import SpanKind
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from sqlalchemy import case
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import and_, case
 from sqlalchemy import exc as sa_exc
 from sqlmodel import col, func, select
 
-from lindung_contracts import FieldError, RegistrationRequested
+from lindung_contracts import FieldError, ProgramRenewed, RegistrationRequested, renewal_outcome
+from lindung_contracts.events import RUPIAH_MAX
 from lindung_registration.auth import ApiKey, KeyStore
 from lindung_registration.db import (
     ImportJob,
@@ -42,8 +43,20 @@ from lindung_registration.db import (
     Worker,
     WorkerStatus,
 )
-from lindung_registration.domain import normalise_nik
-from lindung_registration.handlers import Intake, Outcome, register_all
+from lindung_registration.domain import (
+    COVERAGE_KINDS,
+    STAGES,
+    CoverageStatus,
+    coverage_dates,
+    coverage_status,
+    normalise_nik,
+)
+from lindung_registration.handlers import (
+    Intake,
+    Outcome,
+    known_terms,
+    register_all,
+)
 from lindung_registration.imports import Importer, UploadTooLarge
 from lindung_registration.spreadsheet import (
     FORMATS,
@@ -67,6 +80,7 @@ ProgramId = Annotated[
 ]
 Text = Annotated[str, Field(max_length=1000)]
 IMPORT_ID = re.compile(r"[0-9a-f]{32}")
+WORKER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 IMPORT_PATH = r"/programs/[^/]+/imports"
 UPLOAD_FRAMING_BYTES = 64 * 1024
 UPLOAD_BODY: dict[str, Any] = {  # documented by hand: the route reads its body itself
@@ -186,7 +200,7 @@ class TimelineItem(BaseModel):
     kind: str = Field(
         description="registered, registration_rejected, eligibility_confirmed, "
         "eligibility_rejected, invoiced, payment_received, coverage_activated, "
-        "coverage_expiring"
+        "coverage_expiring, coverage_ended"
     )
     occurred_at: Instant
     program_id: str | None = None
@@ -196,11 +210,76 @@ class TimelineItem(BaseModel):
     details: dict[str, Any]
 
 
+class CoverageOut(BaseModel):
+    status: CoverageStatus = Field(
+        description="In the worker's latest term: awaiting_payment (invoiced, not yet active), "
+        "active, ended (the term ended unrenewed), carried (into a renewal's term, not yet "
+        "invoiced), not_carried (a renewal did not carry the worker into its term)"
+    )
+    term: int = Field(description="The programme term the status is about (1 as published)")
+    coverage_start: date | None = Field(description="First covered day in that term, if known")
+    coverage_end: date | None = Field(description="Last covered day in that term, if known")
+
+
 class WorkerRef(BaseModel):
     worker_id: str
     program_id: str
     village: str
     district: str
+    coverage: CoverageOut | None = Field(
+        default=None, description="None until the worker is invoiced or carried into a term"
+    )
+
+
+class WorkerOut(BaseModel):
+    worker_id: str
+    program_id: str
+    nik: str
+    full_name: str
+    village: str
+    district: str
+    registered_at: Instant
+    eligibility: str = Field(
+        description="The eligibility decision on registration: confirmed, rejected, or empty "
+        "until it is made"
+    )
+    ineligible_reasons: list[str]
+    coverage: CoverageOut | None
+    timeline_url: str
+
+
+class RenewalIn(BaseModel):
+    """The programme's next PKS term. Quota and contribution basis are the previous term's
+    unless given."""
+
+    model_config = ConfigDict(
+        extra="forbid",  # a misspelt optional field must not be dropped silently
+        json_schema_extra={
+            "example": {
+                "term_start": "2026-01-01",
+                "term_end": "2026-03-31",
+                "quota": 6000,
+            }
+        },
+    )
+
+    term_start: date
+    term_end: date
+    quota: Annotated[int | None, Field(strict=True, gt=0)] = None
+    reported_income_idr: Annotated[
+        int | None, Field(strict=True, ge=1_000_000, le=RUPIAH_MAX, description="Whole Rupiah")
+    ] = None
+    registration_deadline: date | None = None
+
+
+class RenewalAnswer(BaseModel):
+    program_id: str
+    term: int = Field(description="The term's number (1 as published, 2 after one renewal, ...)")
+    status: Literal["accepted", "repeated"] = Field(
+        description="accepted: published, to become this term; repeated: this term already"
+    )
+    term_start: date
+    term_end: date
 
 
 class Timeline(BaseModel):
@@ -218,6 +297,11 @@ class FunnelCounts(BaseModel):
     invoiced_idr: int = Field(default=0, description="Whole Rupiah")
     activated: int = 0
     expiry_alerted: int = 0
+    awaiting_payment: int = Field(default=0, description="Coverage status now: invoiced, unpaid")
+    active: int = Field(default=0, description="Coverage status now: covered")
+    carried: int = Field(default=0, description="Coverage status now: carried into a new term")
+    not_carried: int = Field(default=0, description="Coverage status now: not carried")
+    ended: int = Field(default=0, description="Coverage status now: ended unrenewed")
 
 
 class VillageSummary(FunnelCounts):
@@ -514,10 +598,58 @@ def _router(service: Service, importer: Importer) -> APIRouter:
         summary="The programme's funnel, in total and per kecamatan and desa",
     )
     async def program_summary(program_id: ProgramId, key: Caller) -> ProgramSummary:
-        """A village key sees its own desa only."""
+        """A village key sees its own desa only. `awaiting_payment` to `ended` count each
+        worker once, by the coverage status of their latest term."""
         return await _summary(service, program_id, key)
 
+    @router.get(
+        "/programs/{program_id}/workers/{worker_id}",
+        response_model=WorkerOut,
+        tags=["workers"],
+        summary="A worker of the programme: place, eligibility and coverage status",
+        responses={404: {"model": ErrorAnswer, "description": "No such worker in the programme"}},
+    )
+    async def program_worker(
+        program_id: ProgramId, worker_id: Annotated[str, Path(max_length=36)], key: Caller
+    ) -> WorkerOut:
+        """A village key sees the workers of its own desa only: another desa's worker is the
+        same 404 as one never registered."""
+        return await _worker(service, program_id, worker_id, key)
+
+    @router.post(
+        "/programs/{program_id}/renewals",
+        status_code=202,
+        response_model=RenewalAnswer,
+        tags=["programmes"],
+        summary="Renew a programme for its next PKS term (operator keys only)",
+        responses={
+            200: {"model": RenewalAnswer, "description": "The programme has this term already"},
+            404: {"model": ErrorAnswer, "description": "No such programme published"},
+            409: {"model": ErrorAnswer, "description": "Overlaps a term of the programme"},
+        },
+    )
+    async def renew_program(program_id: ProgramId, renewal: RenewalIn, key: Caller) -> JSONResponse:
+        """202: published on `program.renewed`, with the number the term will have. Every
+        service (registration too) numbers terms from that topic in its order, so a renewal
+        published meanwhile by another operator may take the number first. 200 with the term's
+        number when the programme has this very term (nothing is published); 409
+        `term_overlaps` when it overlaps one, or starts before the last one ends."""
+        if key.role != "operator":
+            raise HTTPException(
+                403,
+                "Hanya kunci operator yang dapat memperpanjang program / Only an operator key "
+                "may renew a programme",
+            )
+        return await _renew(service, program_id, renewal)
+
     return router
+
+
+UNKNOWN_PROGRAM = (
+    "Program tidak dikenal: belum diterbitkan atau salah tulis / "
+    "Unknown programme: not published (yet), or misspelt"
+)
+NO_SUCH_WORKER = "Peserta tidak ditemukan / No such worker in this programme"
 
 
 async def _require_program(service: Service, program_id: str) -> KnownProgram:
@@ -525,12 +657,120 @@ async def _require_program(service: Service, program_id: str) -> KnownProgram:
     async with service.database.read_session() as session:
         known = await session.get(KnownProgram, program_id)
     if known is None:
-        raise HTTPException(
-            404,
-            "Program tidak dikenal: belum diterbitkan atau salah tulis / "
-            "Unknown programme: not published (yet), or misspelt",
-        )
+        raise HTTPException(404, UNKNOWN_PROGRAM)
     return known
+
+
+async def _renew(service: Service, program_id: str, body: RenewalIn) -> JSONResponse:
+    """Judge the renewal by the rule every service applies (`renewal_outcome`) against the
+    terms registration knows, and publish a new one through the outbox (registration records
+    the term when it reads the event back, like everyone else)."""
+    with service.tracer.start_as_current_span(
+        "POST /programs/{program_id}/renewals",
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": "POST", "lindung.program.id": program_id},
+    ):
+        async with service.unit_of_work() as uow:
+            terms = (await known_terms(await uow.transaction(), {program_id})).get(program_id)
+            if not terms:
+                raise HTTPException(404, UNKNOWN_PROGRAM)
+            try:
+                renewal = ProgramRenewed(
+                    program_id=program_id, **body.model_dump(), renewed_at=service.clock.now()
+                )
+            except ValidationError as error:
+                return _invalid_term(error)
+            outcome = renewal_outcome(terms, renewal.term_start, renewal.term_end)
+            if outcome.kind == "overlaps":
+                overlap = FieldError(
+                    field="term_start",
+                    code="term_overlaps",
+                    message=f"Masa ini bertumpang tindih dengan masa ke-{outcome.term} program "
+                    f"/ The term overlaps the programme's term {outcome.term} (a new term starts "
+                    "after the last one ends)",
+                )
+                answer = ErrorAnswer(detail=overlap.message, errors=[overlap])
+                return JSONResponse(answer.model_dump(), status_code=409)
+            accepted = RenewalAnswer(
+                program_id=program_id,
+                term=outcome.term,
+                status="accepted" if outcome.kind == "new" else "repeated",
+                term_start=renewal.term_start,
+                term_end=renewal.term_end,
+            )
+            if outcome.kind == "same":
+                return JSONResponse(accepted.model_dump(mode="json"), status_code=200)
+            uow.emit(renewal)
+            await uow.commit()
+    log.info("renewal_published", program_id=program_id, term=outcome.term)
+    return JSONResponse(accepted.model_dump(mode="json"), status_code=202)
+
+
+def _invalid_term(error: ValidationError) -> JSONResponse:
+    """422 in the API's bilingual shape, for a term that is not one (it ends before it starts,
+    its registration deadline is outside it)."""
+    errors = [
+        FieldError(
+            field=str(e["loc"][-1]) if e.get("loc") else "term_end",
+            code="term_invalid",
+            message=f"Masa program tidak valid / The term is not valid: {e.get('msg', '')}"[:300],
+        )
+        for e in error.errors()[:10]
+    ]
+    answer = ErrorAnswer(detail="Masa program tidak valid / The term is not valid", errors=errors)
+    return JSONResponse(answer.model_dump(), status_code=422)
+
+
+def _coverage(
+    status: WorkerStatus | None, entries: Iterable[tuple[str, Mapping[str, Any]]]
+) -> CoverageOut | None:
+    """A worker's coverage status (from their funnel row) with its dates (from their timeline
+    entries of that term)."""
+    found = coverage_status(status.coverage_rank) if status is not None else None
+    if found is None:
+        return None
+    name, term = found
+    start, end = coverage_dates(entries, term)
+    return CoverageOut(status=name, term=term, coverage_start=start, coverage_end=end)
+
+
+async def _worker(service: Service, program_id: str, worker_id: str, key: ApiKey) -> WorkerOut:
+    if not WORKER_ID.fullmatch(worker_id):  # e.g. a NUL byte, which PostgreSQL cannot compare
+        raise HTTPException(404, NO_SUCH_WORKER)
+    async with service.database.read_session() as session:
+        worker = await session.get(Worker, worker_id)
+        # Another desa's worker is not there for a village key: it must not learn that it exists.
+        if (
+            worker is None
+            or worker.program_id != program_id
+            or not key.covers(worker.village, worker.district)
+        ):
+            raise HTTPException(404, NO_SUCH_WORKER)
+        status = await session.get(WorkerStatus, worker_id)
+        entries = (
+            await session.exec(
+                select(TimelineEntry.kind, TimelineEntry.details).where(
+                    TimelineEntry.nik == worker.nik,
+                    TimelineEntry.worker_id == worker_id,
+                    col(TimelineEntry.kind).in_(COVERAGE_KINDS),
+                )
+            )
+        ).all()
+    return WorkerOut(
+        worker_id=worker.worker_id,
+        program_id=worker.program_id,
+        nik=worker.nik,
+        full_name=worker.full_name,
+        village=worker.village,
+        district=worker.district,
+        registered_at=worker.registered_at,
+        eligibility=status.eligibility if status else "",
+        ineligible_reasons=list(
+            filter(None, (status.ineligible_reasons if status else "").split(","))
+        ),
+        coverage=_coverage(status, [(kind, json.loads(details)) for kind, details in entries]),
+        timeline_url=f"/workers/{worker.nik}",
+    )
 
 
 async def _register_one(service: Service, request: RegistrationRequested) -> Outcome:
@@ -571,6 +811,13 @@ async def _timeline(service: Service, nik: str, key: ApiKey) -> Timeline:
         )
         visible = [w for w in workers if key.covers(w.village, w.district)]
         allowed = {w.worker_id for w in visible}
+        statuses = {
+            status.worker_id: status
+            for status in (
+                await session.exec(select(WorkerStatus).where(WorkerStatus.nik == nik))
+            ).all()
+            if status.worker_id in allowed
+        }
         # Payments only of the invoices on entries the caller may see (a village key: its own).
         invoices = {
             e.invoice_id
@@ -590,6 +837,7 @@ async def _timeline(service: Service, nik: str, key: ApiKey) -> Timeline:
     # must not learn that a NIK exists elsewhere.
     if (not workers and not entries) or (not visible and key.role != "operator"):
         raise HTTPException(404, "NIK tidak ditemukan / No worker with this NIK")
+    details = {e.event_id: json.loads(e.details) for e in entries}
     items = [
         TimelineItem(
             kind=e.kind,
@@ -598,7 +846,7 @@ async def _timeline(service: Service, nik: str, key: ApiKey) -> Timeline:
             worker_id=e.worker_id,
             event_id=e.event_id,
             trace_id=e.trace_id,
-            details=json.loads(e.details),
+            details=details[e.event_id],
         )
         for e in entries
         if key.role == "operator" or e.worker_id in allowed
@@ -628,6 +876,10 @@ async def _timeline(service: Service, nik: str, key: ApiKey) -> Timeline:
                 program_id=w.program_id,
                 village=w.village,
                 district=w.district,
+                coverage=_coverage(
+                    statuses.get(w.worker_id),
+                    [(e.kind, details[e.event_id]) for e in entries if e.worker_id == w.worker_id],
+                ),
             )
             for w in visible
         ],
@@ -637,15 +889,22 @@ async def _timeline(service: Service, nik: str, key: ApiKey) -> Timeline:
 
 async def _summary(service: Service, program_id: str, key: ApiKey) -> ProgramSummary:
     s = WorkerStatus
-    counts = (
-        func.sum(case((col(s.registered), 1), else_=0)),
-        func.sum(case((col(s.eligibility) == "confirmed", 1), else_=0)),
-        func.sum(case((col(s.eligibility) == "rejected", 1), else_=0)),
-        func.sum(case((col(s.invoice_id).is_not(None), 1), else_=0)),
-        func.sum(s.invoiced_idr),
-        func.sum(case((col(s.activated), 1), else_=0)),
-        func.sum(case((col(s.expiry_alerts) > 0, 1), else_=0)),
-    )
+    rank = col(s.coverage_rank)
+    counted: dict[str, Any] = {
+        "registered": func.sum(case((col(s.registered), 1), else_=0)),
+        "confirmed": func.sum(case((col(s.eligibility) == "confirmed", 1), else_=0)),
+        "ineligible": func.sum(case((col(s.eligibility) == "rejected", 1), else_=0)),
+        "invoiced": func.sum(case((col(s.invoice_id).is_not(None), 1), else_=0)),
+        "invoiced_idr": func.sum(s.invoiced_idr),
+        "activated": func.sum(case((col(s.activated), 1), else_=0)),
+        "expiry_alerted": func.sum(case((col(s.expiry_alerts) > 0, 1), else_=0)),
+        # The coverage status of each worker's latest term: the stage of its rank.
+        **{
+            name: func.sum(case((and_(rank >= 10, rank % 10 == stage), 1), else_=0))
+            for name, stage in STAGES.items()
+        },
+    }
+    counts = tuple(counted.values())
     async with service.database.read_session() as session:
         funnel_rows = (
             await session.exec(
@@ -682,15 +941,8 @@ async def _summary(service: Service, program_id: str, key: ApiKey) -> ProgramSum
 
     for district, village, *values in funnel_rows:
         if (summary := at(district, village)) is not None:
-            (
-                summary.registered,
-                summary.confirmed,
-                summary.ineligible,
-                summary.invoiced,
-                summary.invoiced_idr,
-                summary.activated,
-                summary.expiry_alerted,
-            ) = (int(v or 0) for v in values)
+            for name, value in zip(counted, values, strict=True):
+                setattr(summary, name, int(value or 0))
     for district, village, count in rejected_rows:
         if (summary := at(district, village)) is not None:
             summary.requests_rejected = int(count)

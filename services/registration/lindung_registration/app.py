@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lindung_contracts import RegistrationRejected, WorkerRegistered, topics
+from lindung_contracts import ProgramRenewed, RegistrationRejected, WorkerRegistered, topics
 from lindung_registration import handlers, projection
 from lindung_registration.api import install_api
 from lindung_registration.auth import KeyStore
@@ -23,6 +23,7 @@ PROJECTED: dict[str, Handler] = {
     topics.PAYMENT_RECEIVED: projection.on_payment_received,
     topics.COVERAGE_ACTIVATED: projection.on_coverage_activated,
     topics.COVERAGE_EXPIRING: projection.on_coverage_expiring,
+    topics.COVERAGE_ENDED: projection.on_coverage_ended,
 }
 
 
@@ -32,11 +33,14 @@ def create_service(
     settings = settings or RegistrationSettings()
     service = Service(NAME, settings, TABLES, clock=clock)
     service.consumer(topics.PROGRAM_PUBLISHED)(handlers.on_program_published)
+    # Registration also writes this topic (POST /programs/{id}/renewals), and reads it back like
+    # every other service: the topic's order numbers the terms, not the HTTP request's.
+    service.consumer(topics.PROGRAM_RENEWED)(handlers.on_program_renewed)
     service.consumer(topics.REGISTRATION_REQUESTED)(handlers.on_registration_requested)
     for topic, handler in PROJECTED.items():
         # The timeline entry, keyed by the event's id, is the projection's own inbox.
         service.consumer(topic, inbox=False)(handler)
-    service.publishes(WorkerRegistered, RegistrationRejected)
+    service.publishes(WorkerRegistered, RegistrationRejected, ProgramRenewed)
 
     importer = Importer(service, settings)
     service.background(importer.run)

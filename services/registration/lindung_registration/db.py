@@ -84,6 +84,9 @@ class WorkerStatus(Table, table=True):
     invoiced_idr: int = Field(default=0, sa_type=BigInteger)  # Rupiah, BIGINT like every amount
     activated: bool = False
     expiry_alerts: int = 0
+    # term * 10 + stage of the worker's latest coverage event, only ever raised (domain.STAGES):
+    # 0 until one arrives. Its status and term are read back with domain.coverage_status.
+    coverage_rank: int = 0
 
 
 class RejectedRequest(Table, table=True):
@@ -152,6 +155,20 @@ class KnownProgram(Table, table=True):
     published_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
+class KnownTerm(Table, table=True):
+    """A programme's PKS terms, numbered as every service numbers them (`renewal_outcome`):
+    term 1 as published (`program.published`), then each renewal accepted (`program.renewed`)."""
+
+    __tablename__ = "known_term"
+
+    program_id: str = Field(primary_key=True, max_length=64)
+    term: int = Field(primary_key=True)
+    term_start: date
+    term_end: date
+    quota: int | None = None  # seats; None for a programme known before terms were kept
+    renewed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 TABLES: list[type[SQLModel]] = [
     Worker,
     TimelineEntry,
@@ -161,4 +178,5 @@ TABLES: list[type[SQLModel]] = [
     ImportJob,
     ImportRow,
     KnownProgram,
+    KnownTerm,
 ]

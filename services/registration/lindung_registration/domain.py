@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import date, datetime
@@ -343,6 +343,11 @@ class StatusChange:
     sets: Mapping[str, Any] = dataclass_field(default_factory=dict)
     fills: Mapping[str, str] = dataclass_field(default_factory=dict)
     adds: Mapping[str, int] = dataclass_field(default_factory=dict)
+    raises: Mapping[str, int] = dataclass_field(default_factory=dict)  # only ever up (a rank)
+
+    def columns(self) -> tuple[frozenset[str], ...]:
+        """The columns it changes, by how: changes alike are one statement (`projection.save`)."""
+        return tuple(frozenset(c) for c in (self.sets, self.fills, self.adds, self.raises))
 
 
 #: A worker's funnel row before any event: the columns an event does not change on insert.
@@ -356,12 +361,14 @@ NEW_STATUS: Mapping[str, Any] = {
     "invoiced_idr": 0,
     "activated": False,
     "expiry_alerts": 0,
+    "coverage_rank": 0,
 }
 
 
 def merge_status_changes(changes: Sequence[StatusChange]) -> list[StatusChange]:
     """One change per worker (in first-seen order), as if the batch's events were applied one
-    after the other: a later value set wins, the first non-empty fill wins, counters add up."""
+    after the other: a later value set wins, the first non-empty fill wins, counters add up, the
+    highest raise wins."""
     merged: dict[str, StatusChange] = {}
     for change in changes:
         before = merged.get(change.worker_id)
@@ -381,6 +388,10 @@ def merge_status_changes(changes: Sequence[StatusChange]) -> list[StatusChange]:
                 name: before.adds.get(name, 0) + change.adds.get(name, 0)
                 for name in {**before.adds, **change.adds}
             },
+            raises={
+                name: max(before.raises.get(name, 0), change.raises.get(name, 0))
+                for name in {**before.raises, **change.raises}
+            },
         )
     return list(merged.values())
 
@@ -395,7 +406,77 @@ def status_row(change: StatusChange) -> dict[str, Any]:
         **change.fills,
         **change.sets,
         **{name: NEW_STATUS[name] + n for name, n in change.adds.items()},
+        **{name: max(NEW_STATUS[name], n) for name, n in change.raises.items()},
     }
+
+
+# --- coverage status ----------------------------------------------------------------------------
+
+CoverageStatus = Literal["carried", "awaiting_payment", "active", "not_carried", "ended"]
+
+#: How far a worker got within one term. A worker's coverage rank is `term * 10 + stage`: the
+#: events of a later term outrank every event of an earlier one, and within a term a later
+#: stage outranks an earlier one. Topics arrive in any order, so the rank is only ever raised:
+#: an activation projected before its invoice, or term 1's invoice after term 2's carry, changes
+#: nothing. `not_carried` (a renewal's refusal in term N) ranks above what happened in term N-1.
+STAGES: dict[CoverageStatus, int] = {
+    "carried": 0,
+    "awaiting_payment": 1,
+    "active": 2,
+    "not_carried": 3,
+    "ended": 4,
+}
+_BY_STAGE = {stage: name for name, stage in STAGES.items()}
+
+
+def coverage_rank(term: int, status: CoverageStatus) -> int:
+    """The rank of `status` in `term` (see STAGES)."""
+    if term < 1:
+        raise ValueError("terms are numbered from 1")
+    return term * 10 + STAGES[status]
+
+
+def coverage_status(rank: int) -> tuple[CoverageStatus, int] | None:
+    """The status and term a rank stands for; None for a worker no coverage event reached yet
+    (0: registered, or decided, but not invoiced)."""
+    status = _BY_STAGE.get(rank % 10) if rank >= 10 else None
+    return None if status is None else (status, rank // 10)
+
+
+#: Timeline kinds that carry a worker's coverage dates, most telling first: the activation
+#: states the cover, the confirmation the cover planned, the end and alerts only its last day.
+COVERAGE_KINDS = (
+    "coverage_activated",
+    "eligibility_confirmed",
+    "coverage_ended",
+    "coverage_expiring",
+)
+
+
+def coverage_dates(
+    entries: Iterable[tuple[str, Mapping[str, Any]]], term: int
+) -> tuple[date | None, date | None]:
+    """A worker's coverage start and end in `term`, from their timeline entries (kind, details)
+    in any order; (None, None) when no entry of that term has them. Entries projected before
+    terms existed carry no `term`: they are term 1's."""
+    best: dict[str, Mapping[str, Any]] = {}
+    for kind, details in entries:
+        if kind in COVERAGE_KINDS and details.get("term", 1) == term:
+            best.setdefault(kind, details)
+    start: date | None = None
+    end: date | None = None
+    for kind in COVERAGE_KINDS:
+        if (found := best.get(kind)) is not None:
+            start = start or _iso_date(found.get("coverage_start"))
+            end = end or _iso_date(found.get("coverage_end"))
+    return start, end
+
+
+def _iso_date(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
 
 
 # --- the timeline ------------------------------------------------------------------------------

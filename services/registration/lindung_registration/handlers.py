@@ -4,25 +4,30 @@ the worker timeline, in the same transaction).
 `register` is the one registration use case of the HTTP API and spreadsheet imports;
 the Kafka intake is its batch form (`on_registration_requested`). Both decide with the same pure
 rule (`domain.decide_registrations`), so they validate and deduplicate the same way. A worker is
-registered only for a programme the operator has published (`program.published`).
+registered only for a programme the operator has published (`program.published`), whose terms
+(`program.renewed`) registration keeps as every service numbers them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Literal
 
 from sqlalchemy import insert
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
 from lindung_contracts import (
     FieldError,
     ProgramPublished,
+    ProgramRenewed,
     RegistrationRequested,
+    renewal_outcome,
 )
 from lindung_registration import projection
-from lindung_registration.db import KnownProgram, RejectedRequest, Worker
+from lindung_registration.db import KnownProgram, KnownTerm, RejectedRequest, Worker
 from lindung_registration.domain import (
     candidate_worker_id,
     decide_registrations,
@@ -33,7 +38,14 @@ from lindung_registration.domain import (
 from lindung_runtime import NotReadyYet
 from lindung_runtime.errors import waited_out
 from lindung_runtime.logging import get_logger
-from lindung_runtime.messages import Message, Outgoing, Transaction, latest, trace_id_in
+from lindung_runtime.messages import (
+    Message,
+    Outgoing,
+    Transaction,
+    columns,
+    latest,
+    trace_id_in,
+)
 from lindung_runtime.privacy import mask_nik
 
 log = get_logger(__name__)
@@ -166,8 +178,81 @@ async def on_program_published(
         ],
         keys=["program_id"],
     )
+    # The published coverage is term 1 (amended with the programme); renewals number on from it.
+    await tx.upsert(
+        KnownTerm,
+        [
+            {
+                "program_id": p.program_id,
+                "term": 1,
+                "term_start": p.coverage_start,
+                "term_end": p.coverage_end,
+                "quota": p.quota,
+                "renewed_at": tx.now(),
+            }
+            for p in programs
+        ],
+        keys=["program_id", "term"],
+    )
     for p in programs:
         log.info("program_known", program_id=p.program_id)
+    return []
+
+
+async def known_terms(tx: Transaction, program_ids: Collection[str]) -> dict[str, list[Any]]:
+    """Each programme's known terms (rows of `known_term`), in order; a programme not published
+    (yet) has none."""
+    term = columns(KnownTerm)
+    terms: dict[str, list[Any]] = {}
+    for row in await tx.rows(
+        sa_select(*term)
+        .where(term.program_id.in_(sorted(program_ids)))
+        .order_by(term.program_id, term.term)
+    ):
+        terms.setdefault(row.program_id, []).append(row)
+    return terms
+
+
+async def on_program_renewed(
+    batch: list[Message[ProgramRenewed]], tx: Transaction
+) -> list[Outgoing]:
+    """Record a programme's next term, numbered by the rule every service applies
+    (`renewal_outcome`), so registration's term N is everyone's term N. A repeat changes
+    nothing; an overlapping renewal is logged and left out (the services that act on it
+    dead-letter it). A renewal of a programme not published yet waits for it, as they do."""
+    terms = await known_terms(tx, {m.event.program_id for m in batch})
+    if missing := sorted({m.event.program_id for m in batch} - set(terms)):
+        raise NotReadyYet(f"programme {missing[0]!r} not published (yet)")
+    new = []
+    for message in batch:  # a programme's renewals come in order (one key, one partition)
+        renewal = message.event
+        known = terms[renewal.program_id]
+        outcome = renewal_outcome(known, renewal.term_start, renewal.term_end)
+        if outcome.kind == "overlaps":
+            log.warning(
+                "renewal_overlaps",
+                program_id=renewal.program_id,
+                term=outcome.term,
+                term_start=renewal.term_start.isoformat(),
+                term_end=renewal.term_end.isoformat(),
+                event_id=message.id,
+            )
+            continue
+        if outcome.kind == "same":
+            log.info("renewal_repeated", program_id=renewal.program_id, term=outcome.term)
+            continue
+        row = {
+            "program_id": renewal.program_id,
+            "term": outcome.term,
+            "term_start": renewal.term_start,
+            "term_end": renewal.term_end,
+            "quota": renewal.quota or known[-1].quota,
+            "renewed_at": renewal.renewed_at,
+        }
+        known.append(SimpleNamespace(**row))  # the batch's next renewal numbers on from it
+        new.append(row)
+        log.info("program_renewed", program_id=renewal.program_id, term=outcome.term)
+    await tx.insert_new(KnownTerm, new)
     return []
 
 

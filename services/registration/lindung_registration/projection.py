@@ -12,6 +12,11 @@ worker (bench/) is no longer decoded, deduplicated and committed a second time.
 The consumers take a batch at once: one timeline row per event (keyed by the event's id, so a
 redelivery adds nothing) and one upsert of the funnel rows that changes only the columns the
 event kind changes (`domain.StatusChange`), so topics projected at once do not undo each other.
+
+A worker's coverage status (awaiting payment, active, ended, carried into or not carried into a
+renewal's term) is the `coverage_rank` column: each coverage event raises it to its own rank
+(`domain.STAGES`) and never lowers it, so the status is the same whatever order the invoice,
+activation, carry and end topics are projected in.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from stdnum.id import nik as stdnum_nik
 from lindung_contracts import (
     ContributionInvoiced,
     CoverageActivated,
+    CoverageEnded,
     CoverageExpiring,
     EligibilityConfirmed,
     EligibilityRejected,
@@ -38,7 +44,9 @@ from lindung_contracts import (
 )
 from lindung_registration.db import PaymentRecord, TimelineEntry, WorkerStatus
 from lindung_registration.domain import (
+    CoverageStatus,
     StatusChange,
+    coverage_rank,
     merge_status_changes,
     status_row,
 )
@@ -138,10 +146,17 @@ def _change(
     sets: Mapping[str, Any] | None = None,
     fills: Mapping[str, str] | None = None,
     adds: Mapping[str, int] | None = None,
+    raises: Mapping[str, int] | None = None,
 ) -> tuple[str, StatusChange]:
     """What an event changes in its worker's funnel row, under the event's id."""
     return event_id, StatusChange(
-        event.worker_id, event.program_id, event.nik, sets or {}, fills or {}, adds or {}
+        event.worker_id,
+        event.program_id,
+        event.nik,
+        sets or {},
+        fills or {},
+        adds or {},
+        raises or {},
     )
 
 
@@ -149,10 +164,11 @@ async def save(
     tx: Transaction, entries: list[dict[str, Any]], changes: list[tuple[str, StatusChange]]
 ) -> None:
     """Append the timeline rows and apply the funnel changes of the events whose rows were
-    new, one statement each: a redelivered event's row is there already, so it changes nothing
-    (the timeline is its own inbox: the projections are consumed with `inbox=False`). A change
-    touches only its own columns (a place only while empty, a counter by adding), so another
-    topic's batch changing the same worker loses nothing."""
+    new: a redelivered event's row is there already, so it changes nothing (the timeline is its
+    own inbox: the projections are consumed with `inbox=False`). A change touches only its own
+    columns (a place only while empty, a counter by adding, a rank only upwards), so another
+    topic's batch changing the same worker loses nothing. One statement per set of columns
+    changed: events of a kind change the same ones, but a renewal's carry changes fewer."""
     fresh = {
         row.event_id
         for row in await tx.insert_new(
@@ -160,29 +176,39 @@ async def save(
         )
     }
     merged = merge_status_changes([change for event_id, change in changes if event_id in fresh])
-    if not merged:
-        return
-    statement = tx.insert(WorkerStatus)
-    now, new = columns(WorkerStatus), statement.excluded
-    first = merged[0]  # events of one kind: every change names the same columns
-    update: dict[str, Any] = {name: new[name] for name in first.sets}
-    update |= {name: case((now[name] == "", new[name]), else_=now[name]) for name in first.fills}
-    update |= {name: now[name] + new[name] for name in first.adds}
-    await tx.connection.execute(
-        statement.on_conflict_do_update(index_elements=["worker_id"], set_=update),
-        [status_row(c) for c in merged],
-    )
+    alike: dict[tuple[frozenset[str], ...], list[StatusChange]] = {}
+    for change in merged:
+        alike.setdefault(change.columns(), []).append(change)
+    for group in alike.values():
+        statement = tx.insert(WorkerStatus)
+        now, new = columns(WorkerStatus), statement.excluded
+        first = group[0]
+        update: dict[str, Any] = {name: new[name] for name in first.sets}
+        update |= {
+            name: case((now[name] == "", new[name]), else_=now[name]) for name in first.fills
+        }
+        update |= {name: now[name] + new[name] for name in first.adds}
+        update |= {
+            name: case((new[name] > now[name], new[name]), else_=now[name]) for name in first.raises
+        }
+        statement = (
+            statement.on_conflict_do_update(index_elements=["worker_id"], set_=update)
+            if update
+            else statement.on_conflict_do_nothing()
+        )
+        await tx.connection.execute(statement, [status_row(c) for c in group])
 
 
 @dataclass(frozen=True)
 class Seen:
     """What one event puts on its worker's timeline (`details`) and funnel row (`sets`,
-    `fills`, `adds`: see domain.StatusChange)."""
+    `fills`, `adds`, `raises`: see domain.StatusChange)."""
 
     details: dict[str, Any]
     sets: Mapping[str, Any] = field(default_factory=dict)
     fills: Mapping[str, str] = field(default_factory=dict)
     adds: Mapping[str, int] = field(default_factory=dict)
+    raises: Mapping[str, int] = field(default_factory=dict)
     at: datetime | None = None  # when it happened, if the event says; else its `ce_time`
     invoice_id: str | None = None
 
@@ -207,23 +233,43 @@ async def _project(
                 at=what.at or m.time,
             )
         )
-        changes.append(_change(m.id, event, sets=what.sets, fills=what.fills, adds=what.adds))
+        changes.append(
+            _change(
+                m.id, event, sets=what.sets, fills=what.fills, adds=what.adds, raises=what.raises
+            )
+        )
     await save(tx, entries, changes)
     return []
+
+
+def _place(e: EligibilityConfirmed | CoverageExpiring | CoverageEnded) -> dict[str, str]:
+    return {"village": e.village, "district": e.district}
+
+
+def _rank(term: int, status: CoverageStatus) -> dict[str, int]:
+    return {"coverage_rank": coverage_rank(term, status)}
 
 
 async def on_eligibility_confirmed(
     batch: list[Message[EligibilityConfirmed]], tx: Transaction
 ) -> list[Outgoing]:
-    """Timeline: eligible, with the coverage term."""
+    """Timeline: eligible, with the coverage term. A renewal's carry (`carried`) leaves the
+    funnel's decision as it was (the worker was confirmed for term 1 already) and moves the
+    coverage status to "carried into term N"."""
     return await _project(
         tx,
         batch,
         "eligibility_confirmed",
         lambda e: Seen(
-            {"coverage_start": e.coverage_start, "coverage_end": e.coverage_end},
-            sets={"eligibility": "confirmed"},
-            fills={"village": e.village, "district": e.district},
+            {
+                "coverage_start": e.coverage_start,
+                "coverage_end": e.coverage_end,
+                "term": e.term,
+                "carried": e.carried,
+            },
+            sets={} if e.carried else {"eligibility": "confirmed"},
+            fills=_place(e),
+            raises=_rank(e.term, "carried") if e.carried else {},
             at=e.decided_at,
         ),
     )
@@ -232,17 +278,23 @@ async def on_eligibility_confirmed(
 async def on_eligibility_rejected(
     batch: list[Message[EligibilityRejected]], tx: Transaction
 ) -> list[Outgoing]:
-    """Timeline: not eligible, with the reasons."""
+    """Timeline: not eligible, with the reasons. A worker a renewal did not carry (`carried`)
+    keeps the decision they had; their coverage status becomes "not carried into term N"."""
     return await _project(
         tx,
         batch,
         "eligibility_rejected",
         lambda e: Seen(
-            {"reasons": [r.model_dump() for r in e.reasons]},
-            sets={
-                "eligibility": "rejected",
-                "ineligible_reasons": ",".join(r.code for r in e.reasons),
-            },
+            {"reasons": [r.model_dump() for r in e.reasons], "term": e.term, "carried": e.carried},
+            sets=(
+                {}
+                if e.carried
+                else {
+                    "eligibility": "rejected",
+                    "ineligible_reasons": ",".join(r.code for r in e.reasons),
+                }
+            ),
+            raises=_rank(e.term, "not_carried") if e.carried else {},
             at=e.decided_at,
         ),
     )
@@ -251,7 +303,8 @@ async def on_eligibility_rejected(
 async def on_contribution_invoiced(
     batch: list[Message[ContributionInvoiced]], tx: Transaction
 ) -> list[Outgoing]:
-    """Timeline: the worker's line on the sponsor's invoice."""
+    """Timeline: the worker's line on the sponsor's invoice for the term. Billing invoices a
+    worker once per term, so the funnel adds up the amounts of every term."""
     return await _project(
         tx,
         batch,
@@ -263,8 +316,11 @@ async def on_contribution_invoiced(
                 "monthly_amount_idr": e.monthly_amount_idr,
                 "amount_idr": e.amount_idr,
                 "components": e.components,
+                "term": e.term,
             },
-            sets={"invoice_id": e.invoice_id, "invoiced_idr": e.amount_idr},
+            sets={"invoice_id": e.invoice_id},
+            adds={"invoiced_idr": e.amount_idr},
+            raises=_rank(e.term, "awaiting_payment"),
             invoice_id=e.invoice_id,
         ),
     )
@@ -295,7 +351,7 @@ async def on_payment_received(
 async def on_coverage_activated(
     batch: list[Message[CoverageActivated]], tx: Transaction
 ) -> list[Outgoing]:
-    """Timeline: covered by BPJS Ketenagakerjaan."""
+    """Timeline: covered by BPJS Ketenagakerjaan for the term."""
     return await _project(
         tx,
         batch,
@@ -305,8 +361,10 @@ async def on_coverage_activated(
                 "coverage_start": e.coverage_start,
                 "coverage_end": e.coverage_end,
                 "invoice_id": e.invoice_id,
+                "term": e.term,
             },
             sets={"activated": True},
+            raises=_rank(e.term, "active"),
             invoice_id=e.invoice_id or None,
         ),
     )
@@ -321,8 +379,34 @@ async def on_coverage_expiring(
         batch,
         "coverage_expiring",
         lambda e: Seen(
-            {"coverage_end": e.coverage_end, "days_left": e.days_left, "alert_id": e.alert_id},
+            {
+                "coverage_end": e.coverage_end,
+                "days_left": e.days_left,
+                "alert_id": e.alert_id,
+                "term": e.term,
+                "renewed_until": e.renewed_until,
+            },
             adds={"expiry_alerts": 1},
-            fills={"village": e.village, "district": e.district},
+            fills=_place(e),
+        ),
+    )
+
+
+async def on_coverage_ended(batch: list[Message[CoverageEnded]], tx: Transaction) -> list[Outgoing]:
+    """Timeline: the worker's cover ended with its term, unrenewed (the reason says whether it
+    was ever paid)."""
+    return await _project(
+        tx,
+        batch,
+        "coverage_ended",
+        lambda e: Seen(
+            {
+                "coverage_end": e.coverage_end,
+                "term": e.term,
+                "reason": e.reason.model_dump(),
+                "alert_id": e.alert_id,
+            },
+            fills=_place(e),
+            raises=_rank(e.term, "ended"),
         ),
     )
