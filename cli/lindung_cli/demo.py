@@ -23,6 +23,9 @@ from lindung_registration.auth import create_key
 from lindung_registration.spreadsheet import write_template_csv
 from lindung_runtime.kafka import EventClient
 
+#: The founding case's programme is published and its workers imported the day after the PKS.
+SIGNED_DAY_AFTER = date(2025, 10, 29)
+
 
 @dataclass
 class DemoResult:
@@ -133,8 +136,11 @@ async def _founding_case(
     timeout: float,
 ) -> tuple[Funnel, Expected, dict[str, Any]]:
     program = founding_program()
+    # The real timeline: the PKS was signed on 28 Oct 2025 for cover from 1 Oct; the programme
+    # is published and its workers imported the day after (`from_term_start` covers them from
+    # 1 Oct all the same), and the sponsor pays once the invoice is out.
     await client.publish(program)
-    await client.publish(DayStarted(date=program.coverage_start))
+    await client.publish(DayStarted(date=SIGNED_DAY_AFTER))
 
     rows, expected = generate_rows(program)
     csv_path = work_dir / "pekerja-rentan-sumba-barat-daya.csv"
@@ -168,7 +174,7 @@ async def _founding_case(
             PaymentReceived(
                 invoice_id=invoice_id,
                 amount_idr=amount,
-                paid_at=datetime(2025, 10, 15, 9, 0, tzinfo=UTC),
+                paid_at=datetime(2025, 10, 30, 9, 0, tzinfo=UTC),
                 reference=f"SP2D-{invoice_id}",
             )
         )
@@ -179,7 +185,7 @@ async def _founding_case(
         "activation",
         timeout,
     )
-    day = program.coverage_start
+    day = SIGNED_DAY_AFTER
     last = date(2025, 12, 1)
     while day < last:  # the daily cron, compressed
         day += timedelta(days=1)

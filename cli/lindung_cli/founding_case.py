@@ -111,7 +111,10 @@ def generate_rows(
     rng = random.Random(seed)
     serial = 0
 
-    def worker(*, age: int | None = None, region: str = "5318") -> dict[str, str]:
+    home = program.region_code
+    elsewhere = "5311" if home != "5311" else "5318"  # Sumba Timur, or Sumba Barat Daya
+
+    def worker(*, age: int | None = None, region: str = home) -> dict[str, str]:
         nonlocal serial
         serial += 1
         gender = rng.choice("MF")
@@ -163,7 +166,7 @@ def generate_rows(
 
     ineligible: list[tuple[dict[str, str], str]] = []
     for _ in range(5):
-        ineligible.append((worker(region="5311"), "region_mismatch"))  # Sumba Timur residents
+        ineligible.append((worker(region=elsewhere), "region_mismatch"))  # another regency
     for _ in range(3):
         ineligible.append((worker(age=program.min_age - 3), "age_below_minimum"))
     for _ in range(3):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from rich.table import Table
 
 from lindung_contracts import topics
+from lindung_registration.domain import CoverageStatus, coverage_rank, coverage_status
 from lindung_runtime.kafka import EventClient, Record, TopicReader
 
 
@@ -27,6 +28,13 @@ class Funnel:
     activated: set[str] = field(default_factory=set)
     expiring: set[tuple[str, int]] = field(default_factory=set)
     digests: dict[str, dict[str, object]] = field(default_factory=dict)
+    # Terms after the first: workers carried into term N, those not carried (with reasons),
+    # activations per term; and the workers whose cover ended unrenewed (with the reason).
+    carried: dict[int, set[str]] = field(default_factory=dict)
+    not_carried: dict[int, dict[str, list[str]]] = field(default_factory=dict)
+    activated_in: dict[int, set[str]] = field(default_factory=dict)
+    ended: dict[str, str] = field(default_factory=dict)
+    coverage: dict[str, int] = field(default_factory=dict)  # worker: coverage rank
 
     @property
     def invoiced_idr(self) -> int:
@@ -41,6 +49,21 @@ class Funnel:
     def reason_counts(self, rejected: dict[str, list[str]]) -> Counter[str]:
         return Counter(code for codes in rejected.values() for code in codes)
 
+    def advance(self, worker_id: str, term: int, status: CoverageStatus) -> None:
+        """A worker's coverage moves only forward, whatever order the topics arrive in: the
+        registration service's rule (`coverage_rank`), so both count alike."""
+        rank = coverage_rank(term, status)
+        self.coverage[worker_id] = max(self.coverage.get(worker_id, 0), rank)
+
+    def coverage_counts(self) -> Counter[str]:
+        """Workers per coverage status of their latest term: `awaiting_payment`, `active`,
+        `ended`, `not_carried` and `carried` (into a term, not yet paid), with the term."""
+        counts: Counter[str] = Counter()
+        for rank in self.coverage.values():
+            if known := coverage_status(rank):
+                counts[f"{known[0]} (term {known[1]})"] += 1
+        return counts
+
 
 FUNNEL_TOPICS = (
     topics.WORKER_REGISTERED,
@@ -51,6 +74,7 @@ FUNNEL_TOPICS = (
     topics.COVERAGE_ACTIVATED,
     topics.COVERAGE_EXPIRING,
     topics.DIGEST_SENT,
+    topics.COVERAGE_ENDED,
 )
 
 
@@ -93,6 +117,25 @@ def funnel_table(funnel: Funnel, title: str) -> Table:
     table.add_row("Kepesertaan aktif / activated", f"{len(funnel.activated):,}", "after payment")
     table.add_row("Peringatan / expiry alerts", f"{len(funnel.expiring):,}", "")
     table.add_row("Digest masa berakhir / expiry digests", f"{len(funnel.digests)}", digests)
+    for term, carried in sorted(funnel.carried.items()):
+        not_carried = funnel.not_carried.get(term, {})
+        table.add_row(
+            f"Diperpanjang ke periode {term} / carried into term {term}",
+            f"{len(carried):,}",
+            f"not carried {len(not_carried):,}: {reasons(not_carried)}" if not_carried else "",
+        )
+    if funnel.ended:
+        table.add_row(
+            "Kepesertaan berakhir / cover ended",
+            f"{len(funnel.ended):,}",
+            ", ".join(f"{c} {n}" for c, n in sorted(Counter(funnel.ended.values()).items())),
+        )
+    counts = funnel.coverage_counts()
+    table.add_row(
+        "Status kepesertaan / coverage status",
+        "",
+        ", ".join(f"{name} {n:,}" for name, n in sorted(counts.items())),
+    )
     return table
 
 
@@ -122,19 +165,34 @@ class FunnelWatcher:
             return
         program_id = body.get("program_id", "")
         funnel = self.funnels.setdefault(program_id, Funnel(program_id))
-        topic = record.topic
+        topic, term = record.topic, body.get("term", 1)
         if topic == topics.WORKER_REGISTERED:
             funnel.registered.add(body["worker_id"])
         elif topic == topics.REGISTRATION_REJECTED:
             funnel.registration_rejected[body["nik"]] = [e["code"] for e in body["errors"]]
         elif topic == topics.ELIGIBILITY_CONFIRMED:
-            funnel.confirmed.add(body["worker_id"])
+            if body.get("carried"):
+                funnel.carried.setdefault(term, set()).add(body["worker_id"])
+                funnel.advance(body["worker_id"], term, "carried")
+            else:
+                funnel.confirmed.add(body["worker_id"])
         elif topic == topics.ELIGIBILITY_REJECTED:
-            funnel.eligibility_rejected[body["worker_id"]] = [r["code"] for r in body["reasons"]]
+            codes = [r["code"] for r in body["reasons"]]
+            if body.get("carried"):
+                funnel.not_carried.setdefault(term, {})[body["worker_id"]] = codes
+                funnel.advance(body["worker_id"], term, "not_carried")
+            else:
+                funnel.eligibility_rejected[body["worker_id"]] = codes
         elif topic == topics.CONTRIBUTION_INVOICED:
             funnel.invoice_lines[(body["invoice_id"], body["worker_id"])] = body["amount_idr"]
+            funnel.advance(body["worker_id"], term, "awaiting_payment")
         elif topic == topics.COVERAGE_ACTIVATED:
             funnel.activated.add(body["worker_id"])
+            funnel.activated_in.setdefault(term, set()).add(body["worker_id"])
+            funnel.advance(body["worker_id"], term, "active")
+        elif topic == topics.COVERAGE_ENDED:
+            funnel.ended[body["worker_id"]] = body["reason"]["code"]
+            funnel.advance(body["worker_id"], term, "ended")
         elif topic == topics.COVERAGE_EXPIRING:
             funnel.expiring.add((body["worker_id"], body["days_left"]))
         elif topic == topics.DIGEST_SENT:

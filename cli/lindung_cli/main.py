@@ -28,7 +28,7 @@ from lindung_cli.demo import (
 from lindung_cli.funnel import dead_letter_counts, funnel_table, read_funnels, rupiah
 from lindung_cli.intake import ApiError, ImportClient, read_requests, resolve_api_url
 from lindung_cli.stack import Stack, StackSettings, resolve_bootstrap
-from lindung_contracts import DayStarted, Event, PaymentReceived, ProgramPublished
+from lindung_contracts import DayStarted, Event, PaymentReceived, ProgramPublished, ProgramRenewed
 from lindung_runtime.kafka import EventClient
 from lindung_runtime.logging import configure_logging
 from lindung_runtime.service import service_process_gc
@@ -134,6 +134,49 @@ def program_apply(file: Path) -> None:
     console.print(
         f"Programme {program.program_id} published: quota {program.quota:,}, "
         f"{program.coverage_start} – {program.coverage_end}"
+    )
+
+
+@program_app.command("renew")
+def program_renew(
+    program_id: Annotated[str, typer.Argument(metavar="PROGRAM")],
+    term_start: Annotated[str, typer.Option(help="The new term's first day, YYYY-MM-DD")],
+    term_end: Annotated[str, typer.Option(help="The new term's last day, YYYY-MM-DD")],
+    quota: Annotated[int | None, typer.Option(help="Seats; the term before's if left out")] = None,
+    reported_income: Annotated[
+        int | None,
+        typer.Option(
+            "--reported-income", help="Contribution basis in whole Rupiah; the term before's"
+        ),
+    ] = None,
+    registration_deadline: Annotated[
+        str | None, typer.Option(help="from_term_start: last day cover counts from term start")
+    ] = None,
+) -> None:
+    """Renew a programme into its next PKS term: its workers are carried over, no re-upload.
+
+    Renewing the same term again changes nothing. A term overlapping one the programme has is
+    refused by the services (dead-lettered as `term_overlaps`; `lindung dlq list` shows it);
+    the API's POST /programs/{id}/renewals answers such a request with 409 at once."""
+    try:
+        renewal = ProgramRenewed(
+            program_id=program_id,
+            term_start=date.fromisoformat(term_start),
+            term_end=date.fromisoformat(term_end),
+            quota=quota,
+            reported_income_idr=reported_income,
+            registration_deadline=(
+                date.fromisoformat(registration_deadline) if registration_deadline else None
+            ),
+            renewed_at=datetime.now(UTC),
+        )
+    except ValueError as error:  # pydantic's ValidationError is a ValueError
+        console.print(f"[red]Not renewed:[/] {error}")
+        raise typer.Exit(2) from error
+    _publish(renewal)
+    console.print(
+        f"Renewal of {program_id} published: {renewal.term_start} – {renewal.term_end}"
+        + (f", quota {quota:,}" if quota else "")
     )
 
 

@@ -16,17 +16,25 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 
-from lindung_cli.demo import run_founding_case
-from lindung_cli.founding_case import MALFORMED_MESSAGES, founding_program
-from lindung_cli.funnel import FunnelWatcher
+from lindung_cli.demo import publish_requests, run_founding_case, wait_for
+from lindung_cli.founding_case import MALFORMED_MESSAGES, founding_program, generate_rows
+from lindung_cli.funnel import Funnel, FunnelWatcher
 from lindung_cli.intake import ImportClient, read_requests
-from lindung_contracts import topics
+from lindung_contracts import (
+    DayStarted,
+    PaymentReceived,
+    ProgramPublished,
+    ProgramRenewed,
+    RegistrationRequested,
+    topics,
+)
 from lindung_registration.auth import create_key
 from lindung_runtime.embedded import free_port
 from lindung_runtime.kafka import EventClient, TopicReader
@@ -111,6 +119,25 @@ PIPELINE_GROUPS = {
 }
 
 
+def unrenewed_program() -> tuple[ProgramPublished, list[RegistrationRequested]]:
+    """A second regency's programme over the same term, never renewed, and its workers."""
+    program = founding_program().model_copy(
+        update={
+            "program_id": "stm-pekerja-rentan-2025q4",
+            "name": "Perlindungan Pekerja Rentan Kab. Sumba Timur 2025",
+            "sponsor": "Pemerintah Kabupaten Sumba Timur (APBD)",
+            "region_code": "5311",
+            "alert_days_before_end": [],
+        }
+    )
+    rows, _ = generate_rows(program, seed=20251002)
+    return program, [
+        RegistrationRequested(program_id=program.program_id, **row)
+        for row in rows
+        if len(row["nik"].strip()) == 16 and row["nik"].isdigit()
+    ]
+
+
 async def test_founding_case_end_to_end(
     kafka_bootstrap: str, smtp_server: tuple[int, Inbox], lindung_up: Path
 ) -> None:
@@ -120,8 +147,27 @@ async def test_founding_case_end_to_end(
     api = ImportClient(
         stack["registration_url"], create_key(lindung_up / "api-keys.yaml", "e2e", "operator")
     )
+    other, other_requests = unrenewed_program()
     async with EventClient(kafka_bootstrap) as client:
+        await client.publish(other)
+        await publish_requests(client, other_requests)
         funnel, expected, report = await run_founding_case(client, api, lindung_up, timeout=240)
+        async with FunnelWatcher(kafka_bootstrap) as watcher:
+            other_funnel = await wait_for(
+                watcher,
+                other.program_id,
+                lambda f: len(f.invoice_lines) == 5_600,
+                "the second programme's invoice",
+                240,
+            )
+            await client.publish(
+                PaymentReceived(
+                    invoice_id=f"INV-{other.program_id}",
+                    amount_idr=other_funnel.invoiced_idr,
+                    paid_at=datetime(2025, 11, 3, 9, 0, tzinfo=UTC),
+                    reference="SP2D-STM-2025-0001",
+                )
+            )
 
         # The spreadsheet went in through the HTTP import, row by row accounted for.
         assert report["status"] == "done"
@@ -183,12 +229,21 @@ async def test_founding_case_end_to_end(
             "invoiced_idr": 282_240_000,
             "activated": 5_600,
             "expiry_alerted": 5_600,
+            "awaiting_payment": 0,
+            "active": 5_600,
+            "carried": 0,
+            "not_carried": 0,
+            "ended": 0,
         }
         assert summary["ineligible_by_reason"]["quota_exhausted"] == 5
         assert sum(d["registered"] for d in summary["by_district"]) == 5_622
         assert len(summary["by_district"]) >= 11  # every kecamatan of the regency
         async with TopicReader(kafka_bootstrap, [topics.ELIGIBILITY_CONFIRMED]) as confirmed:
-            confirmed_nik = (await confirmed.read_new())[0].json()["nik"]
+            confirmed_nik = next(
+                r.json()["nik"]
+                for r in await confirmed.read_new()
+                if r.json()["program_id"] == program.program_id
+            )
         timeline = await _eventually_json(
             api, f"/workers/{confirmed_nik}", lambda body: len(body["entries"]) >= 6
         )
@@ -212,7 +267,12 @@ async def test_founding_case_end_to_end(
         csv_path = lindung_up / "pekerja-rentan-sumba-barat-daya.csv"
         await client.publish_many(list(read_requests(csv_path, program.program_id)))
         async with TopicReader(kafka_bootstrap, [topics.REGISTRATION_REQUESTED]) as requests_topic:
-            sent = [r for r in await requests_topic.read_new() if r.value not in MALFORMED_MESSAGES]
+            sent = [
+                r
+                for r in await requests_topic.read_new()
+                if r.value not in MALFORMED_MESSAGES
+                and r.json()["program_id"] == program.program_id
+            ]
         assert len(sent) == expected.requests
         for record in sent[:500]:
             await client.publish_raw(record.topic, record.value, record.key, record.headers)
@@ -229,9 +289,95 @@ async def test_founding_case_end_to_end(
         assert len(after.invoice_lines) == 5_600
         assert len(inbox.messages) == 1
 
+        await _renewal_and_the_end_of_cover(client, kafka_bootstrap, inbox, program, other)
+
     # It ran on the broker and mail server it was given, not on embedded ones.
     assert not (lindung_up / "logs" / "broker.log").exists()
     assert not (lindung_up / "mail").exists()
+
+
+async def _renewal_and_the_end_of_cover(
+    client: EventClient,
+    kafka_bootstrap: str,
+    inbox: Inbox,
+    program: ProgramPublished,
+    other: ProgramPublished,
+) -> None:
+    """Term 1 (1 Oct - 31 Dec 2025) is paid; the founding programme is renewed on 15 Dec for
+    1 Jan - 31 Mar 2026 without a new upload, the other programme is not. On 1 Jan the carried
+    workers go on and the other programme's cover ends, with one mail to its staff."""
+    async with TopicReader(kafka_bootstrap, [topics.WORKER_REGISTERED]) as registered_topic:
+        registered_before = len(await registered_topic.read_new())
+    async with FunnelWatcher(kafka_bootstrap) as watcher:
+        await wait_for(
+            watcher, other.program_id, lambda f: len(f.activated) == 5_600, "activation", 120
+        )
+        for day in range(2, 16):
+            await client.publish(DayStarted(date=date(2025, 12, day)))
+        renewal = ProgramRenewed(
+            program_id=program.program_id,
+            term_start=date(2026, 1, 1),
+            term_end=date(2026, 3, 31),
+            renewed_at=datetime(2025, 12, 15, 10, 0, tzinfo=UTC),
+        )
+        await client.publish(renewal)
+        await client.publish(renewal)  # sent twice: one renewal
+
+        def carried(f: Funnel) -> bool:
+            decided = len(f.carried.get(2, ())) + len(f.not_carried.get(2, {}))
+            return decided == 5_600 and len(f.invoice_lines) == 5_600 + len(f.carried[2])
+
+        funnel = await wait_for(watcher, program.program_id, carried, "the renewal", 240)
+        day = date(2025, 12, 15)
+        while day < date(2026, 1, 1):  # the daily cron, into the new year
+            day += timedelta(days=1)
+            await client.publish(DayStarted(date=day))
+        invoices = funnel.invoices()
+        term_2 = f"INV-{program.program_id}-T2"
+        assert sorted(invoices) == [f"INV-{program.program_id}", term_2]  # two invoices
+        await client.publish(
+            PaymentReceived(
+                invoice_id=term_2,
+                amount_idr=invoices[term_2],
+                paid_at=datetime(2026, 1, 5, 9, 0, tzinfo=UTC),
+                reference="SP2D-SBD-2026-0001",
+            )
+        )
+        funnel = await wait_for(
+            watcher,
+            program.program_id,
+            lambda f: len(f.activated_in.get(2, ())) == len(f.carried[2]),
+            "term 2's activation",
+            240,
+        )
+        ended = await wait_for(
+            watcher, other.program_id, lambda f: len(f.ended) == 5_600, "the end of cover", 240
+        )
+
+    # Every carried worker is active in term 2; those older than the maximum age before
+    # 31 Mar 2026 are not carried, each with its reason; together they are the 5,600.
+    carried_ids, not_carried = funnel.carried[2], funnel.not_carried[2]
+    assert len(carried_ids) + len(not_carried) == 5_600 and not_carried
+    assert {tuple(codes) for codes in not_carried.values()} == {("age_above_maximum_in_term",)}
+    assert funnel.coverage_counts() == {
+        "active (term 2)": len(carried_ids),
+        "not_carried (term 2)": len(not_carried),
+    }
+    assert funnel.ended == {}
+    assert set(ended.ended.values()) == {"term_ended_not_renewed"}
+    # Nobody was uploaded twice.
+    async with TopicReader(kafka_bootstrap, [topics.WORKER_REGISTERED]) as registered_topic:
+        assert len(await registered_topic.read_new()) == registered_before
+    # One "Kepesertaan berakhir" mail for the programme nobody renewed.
+    deadline = time.monotonic() + 60
+    subjects: list[str] = []
+    while time.monotonic() < deadline:
+        subjects = [mail["Subject"] for _, mail in inbox.messages]
+        if any("Sumba Timur" in s for s in subjects):
+            break
+        await asyncio.sleep(0.5)
+    [ending] = [s for s in subjects if "Sumba Timur" in s]
+    assert "5.600 peserta" in ending and "berakhir" in ending.lower()
 
 
 async def _eventually_json(api: ImportClient, path: str, done, timeout: float = 60.0):  # type: ignore[no-untyped-def]
