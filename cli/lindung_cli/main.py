@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 import yaml
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress
 
@@ -28,7 +29,14 @@ from lindung_cli.demo import (
 from lindung_cli.funnel import dead_letter_counts, funnel_table, read_funnels, rupiah
 from lindung_cli.intake import ApiError, ImportClient, read_requests, resolve_api_url
 from lindung_cli.stack import Stack, StackSettings, resolve_bootstrap
-from lindung_contracts import DayStarted, Event, PaymentReceived, ProgramPublished, ProgramRenewed
+from lindung_contracts import (
+    DayStarted,
+    Event,
+    MembershipNumberAssigned,
+    PaymentReceived,
+    ProgramPublished,
+    ProgramRenewed,
+)
 from lindung_runtime.kafka import EventClient
 from lindung_runtime.logging import configure_logging
 from lindung_runtime.service import service_process_gc
@@ -52,6 +60,10 @@ dlq_app = typer.Typer(help="Dead letters: inspect and re-drive.", no_args_is_hel
 app.add_typer(dlq_app, name="dlq")
 outbox_app = typer.Typer(help="The services' transactional outboxes.", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
+kpj_app = typer.Typer(
+    help="BPJS Ketenagakerjaan's membership numbers (nomor KPJ).", no_args_is_help=True
+)
+app.add_typer(kpj_app, name="kpj")
 console = Console()
 
 
@@ -267,6 +279,38 @@ def pay(
 
     _publish(event)
     console.print(f"Payment of {rupiah(amount)} for {invoice_id} announced.")
+
+
+@kpj_app.command("assign")
+def kpj_assign(
+    program_id: str,
+    nik: str,
+    kpj: Annotated[str, typer.Argument(help="The 11-digit membership number")],
+    assigned_on: Annotated[
+        str | None, typer.Option(metavar="YYYY-MM-DD", help="When BPJS issued it (default: today)")
+    ] = None,
+    reference: Annotated[str, typer.Option(help="The branch's reference")] = "",
+) -> None:
+    """Announce a worker's membership number (nomor KPJ) on membership.number-assigned.
+
+    Registration dead-letters it for an unknown NIK or a conflicting number (a spreadsheet of
+    them goes to POST /programs/{id}/membership-numbers, which answers per row)."""
+    try:
+        event = MembershipNumberAssigned(
+            program_id=program_id,
+            nik=nik,
+            kpj=kpj,
+            assigned_on=date.fromisoformat(assigned_on) if assigned_on else date.today(),
+            reference=reference,
+        )
+    except ValidationError as error:
+        wrong = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in error.errors())
+        raise typer.BadParameter(wrong) from None
+    except ValueError as error:  # --assigned-on
+        raise typer.BadParameter(str(error)) from None
+
+    _publish(event)
+    console.print(f"Membership number of NIK {event.nik[:4]}…{event.nik[-4:]} announced.")
 
 
 @app.command()

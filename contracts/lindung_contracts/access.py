@@ -22,10 +22,12 @@ VILLAGE = "lindung-village"
 LABOUR_OFFICE = "lindung-labour-office"
 PAYMENT = "lindung-payment"
 SCHEDULER = "lindung-scheduler"
+#: BPJS Ketenagakerjaan's branch: the membership numbers (nomor KPJ) it issued.
+BPJS_BRANCH = "lindung-bpjs"
 #: The services: principal `lindung-<service>`, CloudEvents source `/lindung/<service>`.
 SERVICES = ("registration", "eligibility", "billing", "notification")
 
-UPSTREAM_PRINCIPALS = (OPERATOR, VILLAGE, LABOUR_OFFICE, PAYMENT, SCHEDULER)
+UPSTREAM_PRINCIPALS = (OPERATOR, VILLAGE, LABOUR_OFFICE, PAYMENT, SCHEDULER, BPJS_BRANCH)
 
 
 def service_principal(service: str) -> str:
@@ -133,6 +135,13 @@ ACCESS: dict[str, TopicAccess] = {
             writers=(service_principal("notification"),),
             sources=(service_source("notification"),),
             readers=(),
+        ),
+        TopicAccess(
+            topics.MEMBERSHIP_NUMBER_ASSIGNED,
+            # Registration publishes the rows of an uploaded NIK -> KPJ spreadsheet.
+            writers=(BPJS_BRANCH, OPERATOR, service_principal("registration")),
+            sources=("/upstream/bpjs", CLI_SOURCE, service_source("registration")),
+            readers=("registration",),
         ),
     )
 }

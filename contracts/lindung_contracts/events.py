@@ -357,6 +357,33 @@ class DigestSent(Event):
     sent_at: AwareDatetime
 
 
+class MembershipNumberAssigned(Event):
+    """BPJS Ketenagakerjaan's membership number (nomor KPJ) of a worker of a programme, issued
+    by the branch after it registered the worker from the handover and the first payment
+    (PP 44/2015 Ps 11(4)). Sent by the branch's system, or published by registration for the
+    rows of an uploaded NIK → KPJ spreadsheet. The same number again changes nothing; a NIK with
+    no worker in the programme (`unknown_nik`), or a number that conflicts with the one the
+    worker has or that belongs to another worker (`kpj_conflict`), is dead-lettered."""
+
+    TOPIC: ClassVar[str] = topics.MEMBERSHIP_NUMBER_ASSIGNED
+    KEY_FIELD: ClassVar[str | None] = "nik"
+
+    program_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    nik: Nik
+    kpj: Annotated[
+        str,
+        Field(
+            pattern=r"^\d{11}$",
+            description="Nomor KPJ, the worker's BPJS Ketenagakerjaan membership number: 11 "
+            "digits (to be checked against the branch's format)",
+        ),
+    ]
+    assigned_on: date = Field(description="The day BPJS Ketenagakerjaan issued the number")
+    reference: ShortText = Field(
+        default="", description="The sender's reference (a batch, a letter, an upload)"
+    )
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     ProgramPublished,
     RegistrationRequested,
@@ -372,6 +399,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     DigestSent,
     ProgramRenewed,
     CoverageEnded,
+    MembershipNumberAssigned,
 )
 
 _BY_TOPIC = {event.TOPIC: event for event in ALL_EVENTS}

@@ -14,6 +14,7 @@ COVERAGE_EXPIRING = "coverage.expiring"
 DIGEST_SENT = "notification.digest-sent"
 PROGRAM_RENEWED = "program.renewed"
 COVERAGE_ENDED = "coverage.ended"
+MEMBERSHIP_NUMBER_ASSIGNED = "membership.number-assigned"
 
 ALL = (
     PROGRAM_PUBLISHED,
@@ -30,6 +31,7 @@ ALL = (
     DIGEST_SENT,
     PROGRAM_RENEWED,
     COVERAGE_ENDED,
+    MEMBERSHIP_NUMBER_ASSIGNED,
 )
 
 DLQ_SUFFIX = ".dlq"

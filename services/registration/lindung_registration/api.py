@@ -37,6 +37,7 @@ from lindung_registration.auth import ApiKey, KeyStore
 from lindung_registration.db import (
     ImportJob,
     KnownProgram,
+    MembershipNumber,
     PaymentRecord,
     RejectedRequest,
     TimelineEntry,
@@ -50,6 +51,7 @@ from lindung_registration.domain import (
     coverage_dates,
     coverage_status,
     normalise_nik,
+    printable,
 )
 from lindung_registration.handlers import (
     Intake,
@@ -57,9 +59,16 @@ from lindung_registration.handlers import (
     known_terms,
     register_all,
 )
+from lindung_registration.handover import (
+    apply_numbers,
+    handover_csv,
+    handover_xlsx,
+    spool,
+)
 from lindung_registration.imports import Importer, UploadTooLarge
 from lindung_registration.spreadsheet import (
     FORMATS,
+    SpreadsheetError,
     format_of,
     rejected_csv_header,
     rejected_csv_line,
@@ -69,6 +78,7 @@ from lindung_registration.uploads import UploadError, file_part
 from lindung_runtime import Service
 from lindung_runtime.limits import BodySizeLimit, too_large_message
 from lindung_runtime.logging import get_logger
+from lindung_runtime.messages import Transaction
 from lindung_runtime.privacy import mask_nik
 from lindung_runtime.tracing import current_trace_headers
 
@@ -82,6 +92,7 @@ Text = Annotated[str, Field(max_length=1000)]
 IMPORT_ID = re.compile(r"[0-9a-f]{32}")
 WORKER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 IMPORT_PATH = r"/programs/[^/]+/imports"
+NUMBERS_PATH = r"/programs/[^/]+/membership-numbers"
 UPLOAD_FRAMING_BYTES = 64 * 1024
 UPLOAD_BODY: dict[str, Any] = {  # documented by hand: the route reads its body itself
     "required": True,
@@ -101,6 +112,9 @@ UPLOAD_BODY: dict[str, Any] = {  # documented by hand: the route reads its body 
         }
     },
 }
+TermNumber = Annotated[int, Path(ge=1, le=10_000, description="The term: 1 as published, ...")]
+CSV_ANSWER: dict[str, Any] = {"content": {"text/csv": {}}}
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -200,7 +214,7 @@ class TimelineItem(BaseModel):
     kind: str = Field(
         description="registered, registration_rejected, eligibility_confirmed, "
         "eligibility_rejected, invoiced, payment_received, coverage_activated, "
-        "coverage_expiring, coverage_ended"
+        "coverage_expiring, coverage_ended, membership_number_assigned"
     )
     occurred_at: Instant
     program_id: str | None = None
@@ -229,6 +243,10 @@ class WorkerRef(BaseModel):
     coverage: CoverageOut | None = Field(
         default=None, description="None until the worker is invoiced or carried into a term"
     )
+    kpj: str | None = Field(
+        default=None,
+        description="BPJS Ketenagakerjaan's membership number (nomor KPJ), once it is known",
+    )
 
 
 class WorkerOut(BaseModel):
@@ -245,6 +263,10 @@ class WorkerOut(BaseModel):
     )
     ineligible_reasons: list[str]
     coverage: CoverageOut | None
+    kpj: str | None = Field(
+        default=None,
+        description="BPJS Ketenagakerjaan's membership number (nomor KPJ), once it is known",
+    )
     timeline_url: str
 
 
@@ -280,6 +302,30 @@ class RenewalAnswer(BaseModel):
     )
     term_start: date
     term_end: date
+
+
+class NumberRowError(BaseModel):
+    row: int = Field(description="Row number as the spreadsheet shows it (header is row 1)")
+    nik: str = Field(description="The NIK as given, masked (its first and last four digits)")
+    code: str = Field(
+        description="unknown_nik, kpj_conflict, kpj_invalid, or the NIK's (nik_invalid_length, ...)"
+    )
+    message: str = Field(description="Bahasa Indonesia / English")
+
+
+class NumbersAnswer(BaseModel):
+    program_id: str
+    rows: int = Field(description="Data rows read")
+    assigned: int = Field(description="Numbers stored (and published)")
+    repeated: int = Field(description="The worker had this number already: nothing changed")
+    without_kpj: int = Field(description="Rows with an empty NOMOR_KPJ, left alone")
+    rejected: int = Field(description="Rows refused, each with its errors")
+    error: str | None = Field(
+        description="Why reading stopped before the file's end (a limit), if it did"
+    )
+    errors: list[NumberRowError] = Field(
+        description="The refused rows' errors, in row order: the first 1,000 at most"
+    )
 
 
 class Timeline(BaseModel):
@@ -349,7 +395,10 @@ def install_api(service: Service, keys: KeyStore, importer: Importer) -> None:
         BodySizeLimit,
         max_bytes=settings.api_max_body_bytes,
         # An upload is its file plus the multipart framing around it.
-        per_path=[(IMPORT_PATH, settings.import_max_bytes + UPLOAD_FRAMING_BYTES)],
+        per_path=[
+            (path, settings.import_max_bytes + UPLOAD_FRAMING_BYTES)
+            for path in (IMPORT_PATH, NUMBERS_PATH)
+        ],
     )
 
 
@@ -642,7 +691,158 @@ def _router(service: Service, importer: Importer) -> APIRouter:
             )
         return await _renew(service, program_id, renewal)
 
+    async def handover_term(program_id: str, term: int, key: ApiKey) -> None:
+        """403 for any key but the operator's; 404 for a programme or term registration does
+        not know."""
+        if key.role != "operator":
+            raise HTTPException(
+                403,
+                "Hanya kunci operator yang dapat mengunduh serah terima / Only an operator key "
+                "may download a handover",
+            )
+        async with service.database.read_session() as session:
+            reading = Transaction(await session.connection(), service.clock)
+            terms = (await known_terms(reading, {program_id})).get(program_id)
+        if not terms:
+            raise HTTPException(404, UNKNOWN_PROGRAM)
+        if term > len(terms):
+            raise HTTPException(
+                404,
+                f"Program ini belum memiliki masa ke-{term} / The programme has no term {term} "
+                "(yet)",
+            )
+
+    @router.get(
+        "/programs/{program_id}/terms/{term}/handover.csv",
+        tags=["handover"],
+        summary="The workers confirmed for a term, for BPJS Ketenagakerjaan (CSV; operator)",
+        response_class=StreamingResponse,
+        responses={200: CSV_ANSWER, 404: {"model": ErrorAnswer}},
+    )
+    async def handover_csv_route(
+        program_id: ProgramId, term: TermNumber, key: Caller
+    ) -> StreamingResponse:
+        """Columns as docs/api.md lists them (NIK, NAMA_LENGKAP, ..., NOMOR_KPJ), one row per
+        worker confirmed for the term, by kecamatan, desa and name. Cells that would start a
+        formula are written with a leading apostrophe."""
+        await handover_term(program_id, term, key)
+        log.info("handover_exported", program_id=program_id, term=term, format="csv")
+        return StreamingResponse(
+            handover_csv(service, program_id, term),
+            media_type="text/csv; charset=utf-8",
+            headers=_attachment(f"serah-terima-{program_id}-T{term}.csv"),
+        )
+
+    @router.get(
+        "/programs/{program_id}/terms/{term}/handover.xlsx",
+        tags=["handover"],
+        summary="The workers confirmed for a term, for BPJS Ketenagakerjaan (XLSX; operator)",
+        response_class=Response,
+        responses={200: {"content": {XLSX_TYPE: {}}}, 404: {"model": ErrorAnswer}},
+    )
+    async def handover_xlsx_route(program_id: ProgramId, term: TermNumber, key: Caller) -> Response:
+        """The same rows and columns as the CSV, every cell a text cell."""
+        await handover_term(program_id, term, key)
+        body = await handover_xlsx(service, program_id, term)
+        log.info("handover_exported", program_id=program_id, term=term, format="xlsx")
+        return Response(
+            body,
+            media_type=XLSX_TYPE,
+            headers=_attachment(f"serah-terima-{program_id}-T{term}.xlsx"),
+        )
+
+    @router.post(
+        "/programs/{program_id}/membership-numbers",
+        response_model=NumbersAnswer,
+        tags=["handover"],
+        summary="Upload BPJS Ketenagakerjaan's membership numbers: NIK → NOMOR_KPJ (operator)",
+        responses={
+            404: {"model": ErrorAnswer, "description": "No such programme published"},
+            413: {"model": ErrorAnswer, "description": "File larger than IMPORT_MAX_BYTES"},
+            415: {"model": ErrorAnswer, "description": "Neither CSV nor XLSX"},
+        },
+        openapi_extra={"requestBody": UPLOAD_BODY},
+    )
+    async def upload_numbers(program_id: ProgramId, request: Request, key: Caller) -> NumbersAnswer:
+        """Applied at once: each number is stored and published on
+        `membership.number-assigned`; the same number again changes nothing; rows with an empty
+        NOMOR_KPJ are left alone (so the handover file, filled in, may be uploaded); every
+        other row comes back with its errors (`unknown_nik`, `kpj_conflict`, `kpj_invalid`, an
+        invalid NIK). 422 when the file has no NIK or NOMOR_KPJ column."""
+        if key.role != "operator":
+            raise HTTPException(
+                403,
+                "Hanya kunci operator yang dapat mengunggah nomor KPJ / Only an operator key may "
+                "upload membership numbers",
+            )
+        await _require_program(service, program_id)  # before reading a file meant for nothing
+        return await _upload_numbers(service, importer, program_id, request, key)
+
     return router
+
+
+def _attachment(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+
+
+async def _upload_numbers(
+    service: Service, importer: Importer, program_id: str, request: Request, key: ApiKey
+) -> NumbersAnswer:
+    settings = importer.settings
+    with service.tracer.start_as_current_span(
+        "POST /programs/{program_id}/membership-numbers",
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": "POST", "lindung.program.id": program_id},
+    ):
+        try:
+            upload = await file_part(request.stream(), request.headers.get("content-type"), "file")
+            file_format = format_of(upload.filename, upload.content_type)
+            if file_format not in FORMATS:
+                raise HTTPException(
+                    415, "Berkas harus CSV atau XLSX / The file must be CSV or XLSX (by its name)"
+                )
+            path = await spool(
+                upload.chunks, settings.import_path, file_format, settings.import_max_bytes
+            )
+        except UploadError as error:
+            raise HTTPException(error.status, error.reason) from None
+        except UploadTooLarge:
+            raise HTTPException(413, too_large_message(settings.import_max_bytes)) from None
+        try:
+            report = await apply_numbers(
+                service,
+                path,
+                file_format,
+                importer.limits,
+                chunk_rows=settings.import_chunk_rows,
+                program_id=program_id,
+                assigned_on=service.clock.now().date(),
+                reference=printable(f"upload {key.name}: {upload.filename}", 200),
+                trace=current_trace_headers(),
+            )
+        except SpreadsheetError as error:
+            raise HTTPException(422, str(error)) from None
+        finally:
+            path.unlink(missing_ok=True)
+    log.info(
+        "membership_numbers_uploaded",
+        program_id=program_id,
+        rows=report.rows,
+        assigned=report.assigned,
+        repeated=report.repeated,
+        rejected=report.rejected,
+        key=key.name,
+    )
+    return NumbersAnswer(
+        program_id=program_id,
+        rows=report.rows,
+        assigned=report.assigned,
+        repeated=report.repeated,
+        without_kpj=report.without_kpj,
+        rejected=report.rejected,
+        error=report.error,
+        errors=[NumberRowError(**vars(e)) for e in report.errors],
+    )
 
 
 UNKNOWN_PROGRAM = (
@@ -747,6 +947,7 @@ async def _worker(service: Service, program_id: str, worker_id: str, key: ApiKey
         ):
             raise HTTPException(404, NO_SUCH_WORKER)
         status = await session.get(WorkerStatus, worker_id)
+        number = await session.get(MembershipNumber, worker_id)
         entries = (
             await session.exec(
                 select(TimelineEntry.kind, TimelineEntry.details).where(
@@ -769,6 +970,7 @@ async def _worker(service: Service, program_id: str, worker_id: str, key: ApiKey
             filter(None, (status.ineligible_reasons if status else "").split(","))
         ),
         coverage=_coverage(status, [(kind, json.loads(details)) for kind, details in entries]),
+        kpj=number.kpj if number else None,
         timeline_url=f"/workers/{worker.nik}",
     )
 
@@ -817,6 +1019,12 @@ async def _timeline(service: Service, nik: str, key: ApiKey) -> Timeline:
                 await session.exec(select(WorkerStatus).where(WorkerStatus.nik == nik))
             ).all()
             if status.worker_id in allowed
+        }
+        numbers = {
+            number.worker_id: number.kpj
+            for number in (
+                await session.exec(select(MembershipNumber).where(MembershipNumber.nik == nik))
+            ).all()
         }
         # Payments only of the invoices on entries the caller may see (a village key: its own).
         invoices = {
@@ -880,6 +1088,7 @@ async def _timeline(service: Service, nik: str, key: ApiKey) -> Timeline:
                     statuses.get(w.worker_id),
                     [(e.kind, details[e.event_id]) for e in entries if e.worker_id == w.worker_id],
                 ),
+                kpj=numbers.get(w.worker_id),
             )
             for w in visible
         ],

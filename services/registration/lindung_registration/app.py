@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from lindung_contracts import ProgramRenewed, RegistrationRejected, WorkerRegistered, topics
+from lindung_contracts import (
+    MembershipNumberAssigned,
+    ProgramRenewed,
+    RegistrationRejected,
+    WorkerRegistered,
+    topics,
+)
 from lindung_registration import handlers, projection
 from lindung_registration.api import install_api
 from lindung_registration.auth import KeyStore
@@ -37,10 +43,15 @@ def create_service(
     # every other service: the topic's order numbers the terms, not the HTTP request's.
     service.consumer(topics.PROGRAM_RENEWED)(handlers.on_program_renewed)
     service.consumer(topics.REGISTRATION_REQUESTED)(handlers.on_registration_requested)
+    # BPJS Ketenagakerjaan's membership numbers; registration also writes this topic (the
+    # upload of a NIK -> KPJ spreadsheet) and reads its own numbers back as repeats.
+    service.consumer(topics.MEMBERSHIP_NUMBER_ASSIGNED)(handlers.on_membership_number_assigned)
     for topic, handler in PROJECTED.items():
         # The timeline entry, keyed by the event's id, is the projection's own inbox.
         service.consumer(topic, inbox=False)(handler)
-    service.publishes(WorkerRegistered, RegistrationRejected, ProgramRenewed)
+    service.publishes(
+        WorkerRegistered, RegistrationRejected, ProgramRenewed, MembershipNumberAssigned
+    )
 
     importer = Importer(service, settings)
     service.background(importer.run)

@@ -169,6 +169,39 @@ class KnownTerm(Table, table=True):
     renewed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
+class WorkerTerm(Table, table=True):
+    """A worker confirmed for a term of the programme (their `eligibility.confirmed` of it: a
+    new decision, or a renewal's carry), with the cover it plans: whom the handover to BPJS
+    Ketenagakerjaan lists for that term."""
+
+    __tablename__ = "worker_term"
+    __table_args__ = (Index("ix_worker_term_program_term", "program_id", "term"),)
+
+    worker_id: str = Field(primary_key=True, max_length=36)
+    term: int = Field(primary_key=True)
+    program_id: str = Field(max_length=64)
+    coverage_start: date
+    coverage_end: date
+
+
+class MembershipNumber(Table, table=True):
+    """A worker's BPJS Ketenagakerjaan membership number (nomor KPJ), once the branch issued it
+    (`membership.number-assigned`, or an uploaded NIK → KPJ spreadsheet). Never changed: another
+    number for the worker, or this number for another worker, is refused (`kpj_conflict`)."""
+
+    __tablename__ = "membership_number"
+    __table_args__ = (UniqueConstraint("program_id", "kpj"),)
+
+    worker_id: str = Field(primary_key=True, max_length=36)
+    program_id: str = Field(max_length=64)
+    nik: str = Field(max_length=16, index=True)
+    kpj: str = Field(max_length=11, index=True)
+    assigned_on: date
+    reference: str = Field(default="", max_length=200)
+    event_id: str = Field(max_length=200)  # the MembershipNumberAssigned it came with
+    recorded_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 TABLES: list[type[SQLModel]] = [
     Worker,
     TimelineEntry,
@@ -179,4 +212,6 @@ TABLES: list[type[SQLModel]] = [
     ImportRow,
     KnownProgram,
     KnownTerm,
+    WorkerTerm,
+    MembershipNumber,
 ]

@@ -29,6 +29,9 @@ from lindung_contracts import (
 MAX_NAME_LENGTH = 100
 MAX_PLACE_LENGTH = 100
 WORKER_NAMESPACE = uuid.UUID("4f1c9c55-6a57-4c8e-9a86-3b1f3c1d2a10")
+#: BPJS Ketenagakerjaan's membership numbers (nomor KPJ) have 11 digits (as the contract says:
+#: to be checked against the branch's format).
+KPJ_DIGITS = 11
 
 _MESSAGES: dict[str, str] = {
     "nik_required": "NIK wajib diisi / NIK is required",
@@ -66,6 +69,19 @@ _MESSAGES: dict[str, str] = {
     "text_invalid_characters": (
         "Isian mengandung karakter yang tidak sah / The value contains characters that are "
         "not allowed"
+    ),
+    "kpj_required": "Nomor KPJ wajib diisi / The KPJ number is required",
+    "kpj_invalid": (
+        f"Nomor KPJ harus {KPJ_DIGITS} digit angka / The KPJ number must be {KPJ_DIGITS} digits"
+    ),
+    "unknown_nik": (
+        "Tidak ada peserta dengan NIK ini di program ini / No worker with this NIK in the programme"
+    ),
+    "kpj_conflict": (
+        "Peserta ini sudah memiliki nomor KPJ lain / The worker already has another KPJ number"
+    ),
+    "kpj_taken": (
+        "Nomor KPJ ini sudah dimiliki peserta lain / The KPJ number belongs to another worker"
     ),
 }
 
@@ -480,3 +496,94 @@ def _iso_date(value: Any) -> date | None:
 
 
 # --- the timeline ------------------------------------------------------------------------------
+
+
+# --- membership numbers (nomor KPJ) -------------------------------------------------------------
+
+NumberStatus = Literal["assigned", "repeated", "unknown_nik", "kpj_conflict", "invalid"]
+
+
+@dataclass(frozen=True)
+class NumberRow:
+    """One NIK → KPJ pair, as given (by an event or a spreadsheet row), for a programme."""
+
+    program_id: str
+    nik: str
+    kpj: str
+
+
+@dataclass(frozen=True)
+class KnownNumbers:
+    """What registration has, for the NIKs and numbers of the rows: each registered worker
+    (programme, NIK) with their number if they have one, and the NIK holding each number."""
+
+    workers: Mapping[tuple[str, str], str | None]
+    holders: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class NumberDecision:
+    """What one row comes to: `assigned` (store it), `repeated` (the worker has this number
+    already: nothing changes), or refused with its errors: `unknown_nik`, `kpj_conflict`,
+    `invalid`. `nik` and `kpj` are the normal forms, once valid."""
+
+    row: NumberRow
+    status: NumberStatus
+    nik: str | None = None
+    kpj: str | None = None
+    errors: list[FieldError] = dataclass_field(default_factory=list)
+
+    @property
+    def code(self) -> str:
+        """The reason of a refusal, e.g. for a dead letter: `unknown_nik`, `kpj_conflict`, or
+        the first error of an invalid row."""
+        return self.status if self.status != "invalid" else self.errors[0].code
+
+
+def normalise_kpj(raw: str) -> str | FieldError:
+    """A KPJ as its digits: spaces, dots and dashes between them are dropped."""
+    text = re.sub(r"[\s.\-]", "", raw or "")
+    if not text:
+        return field_error("kpj", "kpj_required")
+    if len(text) != KPJ_DIGITS or not text.isascii() or not text.isdigit():
+        return field_error("kpj", "kpj_invalid")
+    return text
+
+
+def assign_numbers(rows: Sequence[NumberRow], known: KnownNumbers) -> list[NumberDecision]:
+    """Each row's decision, in order, each row seeing the ones before it assigned. A worker has
+    one number and a number one worker, for good: another number for a worker, or a number
+    another NIK holds (in any programme), is a `kpj_conflict`. The same NIK in two programmes is
+    one person, who may hold the same number in both."""
+    workers = dict(known.workers)
+    holders = dict(known.holders)
+    decisions = []
+    for row in rows:
+        nik = normalise_nik(row.nik)
+        kpj = normalise_kpj(row.kpj)
+        errors = [e for e in (nik, kpj) if isinstance(e, FieldError)]
+        if errors:
+            decisions.append(NumberDecision(row, "invalid", errors=errors))
+            continue
+        assert isinstance(nik, str) and isinstance(kpj, str)
+        worker = (row.program_id.strip(), nik)
+        if worker not in workers:
+            refusal = field_error("nik", "unknown_nik")
+            decisions.append(NumberDecision(row, "unknown_nik", nik, kpj, [refusal]))
+            continue
+        held = workers[worker]
+        if held == kpj:
+            decisions.append(NumberDecision(row, "repeated", nik, kpj))
+            continue
+        if held is not None:
+            conflict = field_error("kpj", "kpj_conflict")
+            decisions.append(NumberDecision(row, "kpj_conflict", nik, kpj, [conflict]))
+            continue
+        if holders.get(kpj, nik) != nik:
+            taken = FieldError(field="kpj", code="kpj_conflict", message=_MESSAGES["kpj_taken"])
+            decisions.append(NumberDecision(row, "kpj_conflict", nik, kpj, [taken]))
+            continue
+        workers[worker] = kpj
+        holders[kpj] = nik
+        decisions.append(NumberDecision(row, "assigned", nik, kpj))
+    return decisions

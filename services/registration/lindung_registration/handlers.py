@@ -6,37 +6,57 @@ the Kafka intake is its batch form (`on_registration_requested`). Both decide wi
 rule (`domain.decide_registrations`), so they validate and deduplicate the same way. A worker is
 registered only for a programme the operator has published (`program.published`), whose terms
 (`program.renewed`) registration keeps as every service numbers them.
+
+Membership numbers (nomor KPJ) come back from BPJS Ketenagakerjaan the same two ways: the
+`membership.number-assigned` consumer and the spreadsheet upload both decide with
+`domain.assign_numbers` (`decide_numbers`) and store with `record_numbers`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from types import SimpleNamespace
 from typing import Any, Literal
 
 from sqlalchemy import insert
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
+from stdnum.id import nik as stdnum_nik
 
 from lindung_contracts import (
     FieldError,
+    MembershipNumberAssigned,
     ProgramPublished,
     ProgramRenewed,
     RegistrationRequested,
     renewal_outcome,
 )
 from lindung_registration import projection
-from lindung_registration.db import KnownProgram, KnownTerm, RejectedRequest, Worker
+from lindung_registration.db import (
+    KnownProgram,
+    KnownTerm,
+    MembershipNumber,
+    RejectedRequest,
+    TimelineEntry,
+    Worker,
+)
 from lindung_registration.domain import (
+    KnownNumbers,
+    NumberDecision,
+    NumberRow,
+    assign_numbers,
     candidate_worker_id,
     decide_registrations,
+    normalise_kpj,
     printable,
     registration,
     rejection,
+    worker_id_for,
 )
 from lindung_runtime import NotReadyYet
-from lindung_runtime.errors import waited_out
+from lindung_runtime.errors import PermanentError, waited_out
 from lindung_runtime.logging import get_logger
 from lindung_runtime.messages import (
     Message,
@@ -270,3 +290,153 @@ async def on_registration_requested(
         [Intake(m.event, m.id, m.trace) for m in batch], tx, wait_for_programs=True
     )
     return [out for _, out in results if out is not None]
+
+
+# --- membership numbers (nomor KPJ) -------------------------------------------------------------
+
+
+class UnknownNik(PermanentError):
+    """A number for a NIK with no worker in the programme."""
+
+    code = "unknown_nik"
+
+
+class KpjConflict(PermanentError):
+    """A number other than the one the worker has, or one another worker holds."""
+
+    code = "kpj_conflict"
+
+
+class InvalidNik(PermanentError):
+    """A NIK of the right shape that is no NIK (its region or birth date is wrong)."""
+
+    code = "nik_invalid"
+
+
+REFUSALS: dict[str, type[PermanentError]] = {
+    "unknown_nik": UnknownNik,
+    "kpj_conflict": KpjConflict,
+    "invalid": InvalidNik,
+}
+
+
+@dataclass(frozen=True)
+class NumberIntake:
+    """A NIK → KPJ pair from either path, with what its record needs."""
+
+    row: NumberRow
+    assigned_on: date
+    reference: str
+    trace: Mapping[str, str]  # the trace its timeline entry (and event) continue
+    event_id: str | None = None  # the event it came in; None: an upload, which publishes one
+    at: datetime | None = None  # when it was announced (the event's time); None: now
+
+
+async def decide_numbers(intakes: list[NumberIntake], tx: Transaction) -> list[NumberDecision]:
+    """Each pair's decision by the one rule (`assign_numbers`), against the workers of the pairs'
+    NIKs and the holders of their numbers: two queries."""
+    rows = [i.row for i in intakes]
+    worker = columns(Worker)
+    number = columns(MembershipNumber)
+    candidates = {worker_id_for(r.program_id.strip(), stdnum_nik.compact(r.nik)[:64]) for r in rows}
+    found = await tx.rows(
+        sa_select(worker.program_id, worker.nik, number.kpj)
+        .select_from(Worker)
+        .outerjoin(MembershipNumber, number.worker_id == worker.worker_id)
+        .where(worker.worker_id.in_(sorted(candidates)))
+    )
+    kpjs = {kpj for kpj in (normalise_kpj(r.kpj) for r in rows) if isinstance(kpj, str)}
+    holders = await tx.rows(sa_select(number.kpj, number.nik).where(number.kpj.in_(sorted(kpjs))))
+    known = KnownNumbers(
+        workers={(f.program_id, f.nik): f.kpj for f in found},
+        holders={h.kpj: h.nik for h in holders},
+    )
+    return assign_numbers(rows, known)
+
+
+async def record_numbers(
+    intakes: list[NumberIntake], decisions: list[NumberDecision], tx: Transaction
+) -> list[Outgoing | None]:
+    """Store each assigned number with its timeline entry. An upload's number is published
+    (the event it returns, keyed by its id like the entry); an event's number is not published
+    again. The others change nothing. A number another instance stored meanwhile fails the
+    insert (a worker has one row, a programme's number one worker): the caller retries."""
+    now = tx.now()
+    numbers, entries = [], []
+    published: list[Outgoing | None] = []
+    for intake, decision in zip(intakes, decisions, strict=True):
+        if decision.status != "assigned":
+            published.append(None)
+            continue
+        assert decision.nik is not None and decision.kpj is not None
+        event = MembershipNumberAssigned(
+            program_id=intake.row.program_id.strip(),
+            nik=decision.nik,
+            kpj=decision.kpj,
+            assigned_on=intake.assigned_on,
+            reference=intake.reference,
+        )
+        out = Outgoing(event, intake.trace) if intake.event_id is None else None
+        event_id = out.event_id if out is not None else intake.event_id
+        assert event_id is not None
+        worker_id = worker_id_for(event.program_id, event.nik)
+        numbers.append(
+            {
+                "worker_id": worker_id,
+                "program_id": event.program_id,
+                "nik": event.nik,
+                "kpj": event.kpj,
+                "assigned_on": event.assigned_on,
+                "reference": event.reference,
+                "event_id": event_id,
+                "recorded_at": now,
+            }
+        )
+        entries.append(
+            projection.number_entry(
+                event, event_id, trace_id_in(intake.trace), worker_id, intake.at or now
+            )
+        )
+        published.append(out)
+    if numbers:
+        await tx.connection.execute(insert(MembershipNumber), numbers)
+    await tx.insert_new(TimelineEntry, entries)
+    return published
+
+
+async def on_membership_number_assigned(
+    batch: list[Message[MembershipNumberAssigned]], tx: Transaction
+) -> list[Outgoing]:
+    """BPJS Ketenagakerjaan's numbers: each stored once, on the worker's timeline; the same
+    number again changes nothing (an upload's own, read back, among them). A number for a NIK
+    with no worker in the programme (`unknown_nik`), or a conflicting one (`kpj_conflict`), fails
+    the batch: the runtime replays it one event at a time and dead-letters that event with its
+    code, the others pass."""
+    intakes = [
+        NumberIntake(
+            NumberRow(m.event.program_id, m.event.nik, m.event.kpj),
+            m.event.assigned_on,
+            m.event.reference,
+            m.trace,
+            event_id=m.id,
+            at=m.time,
+        )
+        for m in batch
+    ]
+    decisions = await decide_numbers(intakes, tx)
+    for decision in decisions:
+        if (refusal := REFUSALS.get(decision.status)) is not None:
+            log.warning(
+                "membership_number_refused",
+                nik=mask_nik(decision.row.nik),
+                program_id=decision.row.program_id,
+                code=decision.code,
+            )
+            raise refusal(
+                f"{decision.errors[0].message} (NIK {mask_nik(decision.row.nik)}, "
+                f"programme {decision.row.program_id!r})"
+            )
+    await record_numbers(intakes, decisions, tx)
+    assigned = sum(d.status == "assigned" for d in decisions)
+    log.info("membership_numbers_assigned", assigned=assigned, repeated=len(batch) - assigned)
+    return []

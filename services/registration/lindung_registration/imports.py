@@ -223,7 +223,9 @@ class Importer:
             for _ in range(job.rows_done):  # resume: these rows are already committed
                 next(rows)
             while True:
-                chunk, stop = await asyncio.to_thread(_take, rows, self.settings.import_chunk_rows)
+                chunk, stop = await asyncio.to_thread(
+                    take_rows, rows, self.settings.import_chunk_rows
+                )
                 if chunk:
                     await self._commit_chunk(job, chunk)
                 if stop is not None:
@@ -441,7 +443,7 @@ class Importer:
             after = page[-1].row_number
 
 
-def _take(
+def take_rows(
     rows: Iterator[tuple[int, dict[str, str]]], n: int
 ) -> tuple[list[tuple[int, dict[str, str]]], SpreadsheetError | None]:
     """Up to n rows, and the error that stopped the file short of them, if one did (the rows

@@ -37,12 +37,13 @@ from lindung_contracts import (
     CoverageExpiring,
     EligibilityConfirmed,
     EligibilityRejected,
+    MembershipNumberAssigned,
     PaymentReceived,
     RegistrationRejected,
     WorkerEvent,
     WorkerRegistered,
 )
-from lindung_registration.db import PaymentRecord, TimelineEntry, WorkerStatus
+from lindung_registration.db import PaymentRecord, TimelineEntry, WorkerStatus, WorkerTerm
 from lindung_registration.domain import (
     CoverageStatus,
     StatusChange,
@@ -110,6 +111,27 @@ def rejected_row(event: RegistrationRejected, event_id: str) -> dict[str, Any]:
     }
 
 
+def number_entry(
+    event: MembershipNumberAssigned,
+    event_id: str,
+    trace_id: str | None,
+    worker_id: str,
+    at: datetime,
+) -> dict[str, Any]:
+    """Timeline: the worker's membership number (nomor KPJ), as BPJS Ketenagakerjaan issued it
+    (a worker's, not a term's: no `term`)."""
+    return _entry(
+        event_id,
+        "membership_number_assigned",
+        {"kpj": event.kpj, "assigned_on": event.assigned_on, "reference": event.reference},
+        trace_id,
+        nik=event.nik,
+        program_id=event.program_id,
+        worker_id=worker_id,
+        at=at,
+    )
+
+
 # --- batches --------------------------------------------------------------------------------------
 
 
@@ -162,13 +184,14 @@ def _change(
 
 async def save(
     tx: Transaction, entries: list[dict[str, Any]], changes: list[tuple[str, StatusChange]]
-) -> None:
+) -> set[str]:
     """Append the timeline rows and apply the funnel changes of the events whose rows were
     new: a redelivered event's row is there already, so it changes nothing (the timeline is its
     own inbox: the projections are consumed with `inbox=False`). A change touches only its own
     columns (a place only while empty, a counter by adding, a rank only upwards), so another
     topic's batch changing the same worker loses nothing. One statement per set of columns
-    changed: events of a kind change the same ones, but a renewal's carry changes fewer."""
+    changed: events of a kind change the same ones, but a renewal's carry changes fewer.
+    Returns the ids of the events whose rows were new."""
     fresh = {
         row.event_id
         for row in await tx.insert_new(
@@ -197,6 +220,7 @@ async def save(
             else statement.on_conflict_do_nothing()
         )
         await tx.connection.execute(statement, [status_row(c) for c in group])
+    return fresh
 
 
 @dataclass(frozen=True)
@@ -215,8 +239,9 @@ class Seen:
 
 async def _project(
     tx: Transaction, batch: list[Message[W]], kind: str, seen: Callable[[W], Seen]
-) -> list[Outgoing]:
-    """One timeline entry and one funnel change per event, saved together (`save`)."""
+) -> set[str]:
+    """One timeline entry and one funnel change per event, saved together (`save`); the ids of
+    the events seen for the first time."""
     entries, changes = [], []
     for m in batch:
         event, what = m.event, seen(m.event)
@@ -238,8 +263,7 @@ async def _project(
                 m.id, event, sets=what.sets, fills=what.fills, adds=what.adds, raises=what.raises
             )
         )
-    await save(tx, entries, changes)
-    return []
+    return await save(tx, entries, changes)
 
 
 def _place(e: EligibilityConfirmed | CoverageExpiring | CoverageEnded) -> dict[str, str]:
@@ -255,8 +279,9 @@ async def on_eligibility_confirmed(
 ) -> list[Outgoing]:
     """Timeline: eligible, with the coverage term. A renewal's carry (`carried`) leaves the
     funnel's decision as it was (the worker was confirmed for term 1 already) and moves the
-    coverage status to "carried into term N"."""
-    return await _project(
+    coverage status to "carried into term N". Either way the worker is on the term's handover
+    (`worker_term`)."""
+    fresh = await _project(
         tx,
         batch,
         "eligibility_confirmed",
@@ -273,6 +298,21 @@ async def on_eligibility_confirmed(
             at=e.decided_at,
         ),
     )
+    # The handover lists the workers confirmed for a term: a redelivery (not fresh) changes
+    # nothing; the batch's last confirmation of a worker's term wins.
+    terms = {
+        (m.event.worker_id, m.event.term): {
+            "worker_id": m.event.worker_id,
+            "term": m.event.term,
+            "program_id": m.event.program_id,
+            "coverage_start": m.event.coverage_start,
+            "coverage_end": m.event.coverage_end,
+        }
+        for m in batch
+        if m.id in fresh
+    }
+    await tx.upsert(WorkerTerm, [terms[k] for k in sorted(terms)], keys=["worker_id", "term"])
+    return []
 
 
 async def on_eligibility_rejected(
@@ -280,7 +320,7 @@ async def on_eligibility_rejected(
 ) -> list[Outgoing]:
     """Timeline: not eligible, with the reasons. A worker a renewal did not carry (`carried`)
     keeps the decision they had; their coverage status becomes "not carried into term N"."""
-    return await _project(
+    await _project(
         tx,
         batch,
         "eligibility_rejected",
@@ -298,6 +338,7 @@ async def on_eligibility_rejected(
             at=e.decided_at,
         ),
     )
+    return []
 
 
 async def on_contribution_invoiced(
@@ -305,7 +346,7 @@ async def on_contribution_invoiced(
 ) -> list[Outgoing]:
     """Timeline: the worker's line on the sponsor's invoice for the term. Billing invoices a
     worker once per term, so the funnel adds up the amounts of every term."""
-    return await _project(
+    await _project(
         tx,
         batch,
         "invoiced",
@@ -324,6 +365,7 @@ async def on_contribution_invoiced(
             invoice_id=e.invoice_id,
         ),
     )
+    return []
 
 
 async def on_payment_received(
@@ -352,7 +394,7 @@ async def on_coverage_activated(
     batch: list[Message[CoverageActivated]], tx: Transaction
 ) -> list[Outgoing]:
     """Timeline: covered by BPJS Ketenagakerjaan for the term."""
-    return await _project(
+    await _project(
         tx,
         batch,
         "coverage_activated",
@@ -368,13 +410,14 @@ async def on_coverage_activated(
             invoice_id=e.invoice_id or None,
         ),
     )
+    return []
 
 
 async def on_coverage_expiring(
     batch: list[Message[CoverageExpiring]], tx: Transaction
 ) -> list[Outgoing]:
     """Timeline: staff were alerted that this worker's coverage ends soon."""
-    return await _project(
+    await _project(
         tx,
         batch,
         "coverage_expiring",
@@ -390,12 +433,13 @@ async def on_coverage_expiring(
             fills=_place(e),
         ),
     )
+    return []
 
 
 async def on_coverage_ended(batch: list[Message[CoverageEnded]], tx: Transaction) -> list[Outgoing]:
     """Timeline: the worker's cover ended with its term, unrenewed (the reason says whether it
     was ever paid)."""
-    return await _project(
+    await _project(
         tx,
         batch,
         "coverage_ended",
@@ -410,3 +454,4 @@ async def on_coverage_ended(batch: list[Message[CoverageEnded]], tx: Transaction
             raises=_rank(e.term, "ended"),
         ),
     )
+    return []

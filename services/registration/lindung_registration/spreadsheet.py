@@ -20,6 +20,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from xml.parsers import expat
@@ -112,7 +113,32 @@ def _normal(header: str) -> str:
     return " ".join(header.strip().lower().replace("_", " ").split())
 
 
-_LOOKUP = {_normal(alias): field for field, aliases in COLUMN_ALIASES.items() for alias in aliases}
+@dataclass(frozen=True)
+class Layout:
+    """The columns of a kind of spreadsheet: the headers accepted for each field, the fields a
+    file must have (by their header in the template), and the template's headers."""
+
+    aliases: dict[str, tuple[str, ...]]
+    required: dict[str, str]  # field -> its header, named when the column is missing
+    template: tuple[str, ...]
+
+    def field_of(self, header: str) -> str | None:
+        return self._lookup.get(_normal(header))
+
+    @cached_property
+    def _lookup(self) -> dict[str, str]:
+        return {_normal(a): field for field, aliases in self.aliases.items() for a in aliases}
+
+
+#: Staff's registration spreadsheet (`GET /imports/template.csv`).
+REGISTRATIONS = Layout(COLUMN_ALIASES, {"nik": "NIK"}, tuple(TEMPLATE_COLUMNS))
+#: BPJS Ketenagakerjaan's membership numbers: NIK → NOMOR_KPJ (other columns are ignored, so
+#: the handover file itself, its NOMOR_KPJ filled in, is one).
+MEMBERSHIP_NUMBERS = Layout(
+    {"nik": COLUMN_ALIASES["nik"], "kpj": ("nomor_kpj", "nomor kpj", "no kpj", "kpj")},
+    {"nik": "NIK", "kpj": "NOMOR_KPJ"},
+    ("NIK", "NOMOR_KPJ"),
+)
 
 
 def format_of(filename: str, content_type: str | None = None) -> str | None:
@@ -125,7 +151,7 @@ def format_of(filename: str, content_type: str | None = None) -> str | None:
 
 
 def read_rows(
-    path: Path, file_format: str, limits: Limits = Limits()
+    path: Path, file_format: str, limits: Limits = Limits(), layout: Layout = REGISTRATIONS
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """(row number as the spreadsheet shows it, field → text) for each non-empty row.
 
@@ -137,12 +163,13 @@ def read_rows(
     first = next(rows, None)
     if first is None:
         raise SpreadsheetError("Berkas kosong / The file is empty")
-    fields = [_LOOKUP.get(_normal(h)) for h in first[1]]
-    if "nik" not in fields:
-        raise SpreadsheetError(
-            "Kolom NIK tidak ditemukan; gunakan template / No NIK column; use the template "
-            f"({', '.join(TEMPLATE_COLUMNS)})"
-        )
+    fields = [layout.field_of(h) for h in first[1]]
+    for field, header in layout.required.items():
+        if field not in fields:
+            raise SpreadsheetError(
+                f"Kolom {header} tidak ditemukan; gunakan template / No {header} column; use the "
+                f"template ({', '.join(layout.template)})"
+            )
     for number, row in rows:
         values = {f: restore_cell(v) for f, v in zip(fields, row, strict=False) if f}
         if any(v.strip() for v in values.values()):
