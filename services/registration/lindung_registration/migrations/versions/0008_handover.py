@@ -77,7 +77,9 @@ def _fill_worker_term(worker_term: sa.Table) -> None:
     )
     found: dict[tuple[str, int], tuple[str, date, date]] = {}
     bind = op.get_bind()
-    for row in bind.execution_options(yield_per=PAGE).execute(query):
+    # On the statement, not the connection: a connection left streaming makes the UPDATE of
+    # alembic_version report no row count on PostgreSQL.
+    for row in bind.execute(query.execution_options(yield_per=PAGE)):
         details = json.loads(row.details)
         try:
             term = int(details.get('term', 1))
