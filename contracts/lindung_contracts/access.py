@@ -86,7 +86,7 @@ ACCESS: dict[str, TopicAccess] = {
             topics.ELIGIBILITY_REJECTED,
             writers=(service_principal("eligibility"),),
             sources=(service_source("eligibility"),),
-            readers=("registration",),
+            readers=("registration", "billing"),
         ),
         TopicAccess(
             topics.CONTRIBUTION_INVOICED,

@@ -305,7 +305,8 @@ async def _renewal_and_the_end_of_cover(
 ) -> None:
     """Term 1 (1 Oct - 31 Dec 2025) is paid; the founding programme is renewed on 15 Dec for
     1 Jan - 31 Mar 2026 without a new upload, the other programme is not. On 1 Jan the carried
-    workers go on and the other programme's cover ends, with one mail to its staff."""
+    workers go on, the cover of those not carried ends, and so does every worker's of the other
+    programme, with one mail to its staff."""
     async with TopicReader(kafka_bootstrap, [topics.WORKER_REGISTERED]) as registered_topic:
         registered_before = len(await registered_topic.read_new())
     async with FunnelWatcher(kafka_bootstrap) as watcher:
@@ -353,6 +354,13 @@ async def _renewal_and_the_end_of_cover(
         ended = await wait_for(
             watcher, other.program_id, lambda f: len(f.ended) == 5_600, "the end of cover", 240
         )
+        funnel = await wait_for(
+            watcher,
+            program.program_id,
+            lambda f: len(f.ended) == len(f.not_carried[2]),
+            "the end of the not carried workers' cover",
+            120,
+        )
 
     # Every carried worker is active in term 2; those older than the maximum age before
     # 31 Mar 2026 are not carried, each with its reason; together they are the 5,600.
@@ -363,7 +371,8 @@ async def _renewal_and_the_end_of_cover(
         "active (term 2)": len(carried_ids),
         "not_carried (term 2)": len(not_carried),
     }
-    assert funnel.ended == {}
+    # Their cover ends with term 1: a CoverageEnded each, with the same reason.
+    assert funnel.ended == {w: "age_above_maximum_in_term" for w in not_carried}
     assert set(ended.ended.values()) == {"term_ended_not_renewed"}
     # Nobody was uploaded twice.
     async with TopicReader(kafka_bootstrap, [topics.WORKER_REGISTERED]) as registered_topic:
@@ -377,7 +386,7 @@ async def _renewal_and_the_end_of_cover(
             break
         await asyncio.sleep(0.5)
     [ending] = [s for s in subjects if "Sumba Timur" in s]
-    assert "5.600 peserta" in ending and "berakhir" in ending.lower()
+    assert "5.600 peserta" in ending and "Kepesertaan berakhir" in ending
 
 
 async def _eventually_json(api: ImportClient, path: str, done, timeout: float = 60.0):  # type: ignore[no-untyped-def]

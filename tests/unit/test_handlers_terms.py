@@ -27,6 +27,7 @@ from lindung_contracts import (
     EligibilityRejected,
     PaymentReceived,
     ProgramRenewed,
+    Reason,
     WorkerRegistered,
     topics,
 )
@@ -243,3 +244,63 @@ async def test_a_term_nobody_renewed_ends_each_workers_cover_once(billing: Servi
         ("term_ended_not_renewed", date(2025, 12, 31), 3)
     }
     assert {e.alert_id for e in ended} == {f"{PROGRAM}:2025-12-31:ended"}
+
+
+async def test_a_worker_the_renewal_did_not_carry_ends_with_the_term(billing: Service) -> None:
+    q4 = (date(2025, 10, 1), date(2025, 12, 31))
+    older = WORKERS[1]
+    async with TestKafkaBroker(billing.broker) as br:
+        await publish(br, program())
+        for worker in WORKERS:
+            await publish(br, confirmation(worker, 1, *q4))
+        await publish(br, paid(f"INV-{PROGRAM}", 3 * 50_400))
+        await publish(br, renewal())
+        for worker in (WORKERS[0], WORKERS[2]):
+            await publish(br, confirmation(worker, 2, *TERM_2))
+        await publish(
+            br,
+            EligibilityRejected(
+                worker_id=older.worker_id,
+                program_id=PROGRAM,
+                nik=older.nik,
+                reasons=[Reason(code="age_above_maximum_in_term", message="Usia / Age")],
+                decided_at=NOW,
+                term=2,
+                carried=True,
+            ),
+        )
+        await publish(br, DayStarted(date=date(2025, 12, 31)))  # still covered
+        await publish(br, DayStarted(date=date(2026, 1, 1)))
+        await publish(br, DayStarted(date=date(2026, 1, 2)))
+
+    [ended] = await emitted(billing, CoverageEnded)
+    assert (ended.worker_id, ended.term, ended.coverage_end) == (older.worker_id, 1, q4[1])
+    assert (ended.reason.code, ended.alert_size) == ("age_above_maximum_in_term", 1)
+
+
+async def test_the_carry_leaves_out_a_worker_another_programme_covers_then(
+    eligibility: Service,
+) -> None:
+    worker = WORKERS[0]
+    provinsi = "ntt-provinsi-2026q1"
+    async with TestKafkaBroker(eligibility.broker) as br:
+        await publish(br, program())
+        await publish(br, DayStarted(date=date(2025, 10, 29)))
+        await publish(br, worker)
+        await publish(
+            br,
+            program(
+                program_id=provinsi,
+                coverage_start=date(2026, 1, 1),
+                coverage_end=date(2026, 6, 30),
+                coverage_start_policy="next_month",
+                registration_deadline=None,
+            ),
+        )
+        await publish(br, worker.model_copy(update={"program_id": provinsi, "worker_id": "w-p"}))
+        await publish(br, renewal())
+
+    rejections = [r for r in await emitted(eligibility, EligibilityRejected) if r.term == 2]
+    assert [(r.worker_id, [c.code for c in r.reasons]) for r in rejections] == [
+        (worker.worker_id, ["already_enrolled"])
+    ]

@@ -182,3 +182,19 @@ def test_only_the_last_term_ends_and_only_once_its_last_day_is_past() -> None:
     assert terms_ending([t1, t2], date(2026, 4, 1)) == [t2]
     assert renewed_until([t1, t2], 1) == date(2026, 3, 31)
     assert renewed_until([t1, t2], 2) is None
+
+
+def test_a_worker_another_programme_covers_during_the_new_term_is_not_carried() -> None:
+    members = [
+        Member("elsewhere", "5318010101900001", date(1990, 1, 1)),
+        Member("free", "5318010101900002", date(1990, 1, 1)),
+    ]
+    verdicts = carry_into_term(
+        members,
+        term_2(),
+        quota=1,
+        business_date=date(2025, 12, 15),
+        enrolled_elsewhere={"elsewhere"},
+    )
+    # The worker left out takes no seat: the next one gets it.
+    assert [[r.code for r in reasons] for _, _, reasons in verdicts] == [["already_enrolled"], []]

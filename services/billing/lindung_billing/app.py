@@ -22,6 +22,7 @@ def create_service(settings: BillingSettings | None = None, clock: Clock | None 
     service.consumer(topics.PROGRAM_PUBLISHED)(handlers.on_program_published)
     service.consumer(topics.PROGRAM_RENEWED)(handlers.on_program_renewed)
     service.consumer(topics.ELIGIBILITY_CONFIRMED)(handlers.on_eligibility_confirmed)
+    service.consumer(topics.ELIGIBILITY_REJECTED)(handlers.on_eligibility_rejected)
     service.consumer(topics.PAYMENT_RECEIVED)(handlers.on_payment_received)
     service.consumer(topics.DAY_STARTED)(handlers.on_day_started)
     service.publishes(ContributionInvoiced, CoverageActivated, CoverageExpiring, CoverageEnded)

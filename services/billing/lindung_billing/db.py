@@ -64,10 +64,14 @@ class Invoice(Table, table=True):
 
 class InvoiceLine(Table, table=True):
     """A worker's line for one term of its programme; `ended_at` is set when CoverageEnded is
-    announced for it (the term ended and nobody renewed it)."""
+    announced for it (the term ended and nobody renewed it, or the renewal did not carry the
+    worker: `not_carried`)."""
 
     __tablename__ = "invoice_line"
-    __table_args__ = (Index("ix_line_expiry", "program_id", "coverage_end", "activated_at"),)
+    __table_args__ = (
+        Index("ix_line_expiry", "program_id", "coverage_end", "activated_at"),
+        Index("ix_line_not_carried", "not_carried", "ended_at"),
+    )
 
     worker_id: str = Field(primary_key=True, max_length=36)
     term: int = Field(default=1, primary_key=True)
@@ -83,6 +87,12 @@ class InvoiceLine(Table, table=True):
     amount_idr: int = Field(sa_type=BigInteger)
     activated_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     ended_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    not_carried: str | None = Field(
+        default=None,
+        sa_column=Column(Text),
+        description="A renewal did not carry the worker on: the reason (JSON), so the cover "
+        "ends with this line's term",
+    )
 
 
 class Payment(Table, table=True):

@@ -8,6 +8,7 @@ Money is whole Rupiah throughout.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date
 
@@ -103,8 +104,12 @@ def renewed_until(terms: list[Term], term: int) -> date | None:
     return next((t.term_end for t in terms if t.term == term + 1), None)
 
 
-def ending_reason(activated: bool) -> tuple[str, str]:
-    """A CoverageEnded reason: the term ended unrenewed, with the cover active or never paid."""
+def ending_reason(activated: bool, not_carried: str | None = None) -> tuple[str, str]:
+    """A CoverageEnded reason: the renewal's first reason not to carry the worker on (stored as
+    JSON), or the term ended unrenewed, with the cover active or never paid."""
+    if not_carried:
+        first = json.loads(not_carried)[0]
+        return first["code"], first["message"]
     if activated:
         return (
             "term_ended_not_renewed",

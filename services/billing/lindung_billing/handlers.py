@@ -43,6 +43,7 @@ from lindung_contracts import (
     CoverageExpiring,
     DayStarted,
     EligibilityConfirmed,
+    EligibilityRejected,
     PaymentReceived,
     ProgramPublished,
     ProgramRenewed,
@@ -476,65 +477,111 @@ async def _alert(
 async def _end_terms(
     tx: Transaction, day: Message[DayStarted], terms: Mapping[str, list[Term]]
 ) -> list[Outgoing]:
-    """End the lines of each term over by `day` with no renewal after it, in one statement per
-    term that says which lines it ended: each gets its CoverageEnded once, however often the
-    day is announced or whichever instance gets there first. The term is then closed, so the
-    days after it do not look at its lines again."""
-    replies: list[Outgoing] = []
+    """End the cover of every line whose term is over by `day` and that nothing carries on:
+    the lines of a term with no renewal after it (one statement per term, which then closes,
+    so the days after it do not look at its lines again), and the lines of workers a renewal
+    did not carry (`not_carried`). Each statement says which lines it ended, so each gets its
+    CoverageEnded once, however often the day is announced or whichever instance gets there
+    first."""
     lines = LINE
+    ending = update(InvoiceLine).values(ended_at=tx.now())
+    returned = (
+        lines.worker_id,
+        lines.term,
+        lines.program_id,
+        lines.nik,
+        lines.full_name,
+        lines.village,
+        lines.district,
+        lines.coverage_end,
+        lines.activated_at,
+        lines.not_carried,
+    )
     closed = {
         (row.program_id, row.term)
         for row in await tx.rows(
             select(TERM.program_id, TERM.term).where(TERM.closed_on.is_not(None))
         )
     }
+    ended = list(
+        await tx.rows(
+            ending.where(
+                lines.not_carried.is_not(None),
+                lines.ended_at.is_(None),
+                lines.coverage_end < day.event.date,
+            ).returning(*returned)
+        )
+    )
     for program_id, program_terms in sorted(terms.items()):
         for term in terms_ending(program_terms, day.event.date):
             if (program_id, term.term) in closed:
                 continue
-            ended = await tx.rows(
-                update(InvoiceLine)
-                .where(
+            ended += await tx.rows(
+                ending.where(
                     lines.program_id == program_id,
                     lines.term == term.term,
                     lines.ended_at.is_(None),
-                )
-                .values(ended_at=tx.now())
-                .returning(
-                    lines.worker_id,
-                    lines.program_id,
-                    lines.nik,
-                    lines.full_name,
-                    lines.village,
-                    lines.district,
-                    lines.coverage_end,
-                    lines.activated_at,
-                )
+                ).returning(*returned)
             )
             await tx.connection.execute(
                 update(ProgramTerm)
                 .where(TERM.program_id == program_id, TERM.term == term.term)
                 .values(closed_on=day.event.date)
             )
-            window = f"{program_id}:{term.term_end.isoformat()}:ended"
-            log.info("coverage_ended", alert_id=window, workers=len(ended))
-            for line in sorted(ended, key=lambda line: line.worker_id):
-                code, message = ending_reason(line.activated_at is not None)
-                replies.append(
-                    day.reply(
-                        CoverageEnded(
-                            worker_id=line.worker_id,
-                            program_id=line.program_id,
-                            nik=line.nik,
-                            coverage_end=line.coverage_end,
-                            term=term.term,
-                            reason=Reason(code=code, message=message),
-                            full_name=line.full_name,
-                            village=line.village,
-                            district=line.district,
-                            alert_id=window,
-                            alert_size=len(ended),
-                        )
+    windows: dict[str, list[Any]] = {}
+    for line in ended:  # one staff mail per programme and end date
+        windows.setdefault(f"{line.program_id}:{line.coverage_end.isoformat()}:ended", []).append(
+            line
+        )
+    replies: list[Outgoing] = []
+    for window, in_window in sorted(windows.items()):
+        log.info("coverage_ended", alert_id=window, workers=len(in_window))
+        for line in sorted(in_window, key=lambda line: line.worker_id):
+            reason = ending_reason(line.activated_at is not None, line.not_carried)
+            replies.append(
+                day.reply(
+                    CoverageEnded(
+                        worker_id=line.worker_id,
+                        program_id=line.program_id,
+                        nik=line.nik,
+                        coverage_end=line.coverage_end,
+                        term=line.term,
+                        reason=Reason(code=reason[0], message=reason[1]),
+                        full_name=line.full_name,
+                        village=line.village,
+                        district=line.district,
+                        alert_id=window,
+                        alert_size=len(in_window),
                     )
                 )
+            )
     return replies
+
+
+async def on_eligibility_rejected(
+    batch: list[Message[EligibilityRejected]], tx: Transaction
+) -> list[Outgoing]:
+    """A renewal that did not carry a worker on: mark the worker's line of the term before,
+    whose end is then the end of the worker's cover (`_end_terms`). Other rejections concern
+    workers billing never invoiced."""
+    marks = [
+        {"id": m.event.worker_id, "before": m.event.term - 1, "why": not_carried_reasons(m.event)}
+        for m in batch
+        if m.event.carried and m.event.term > 1
+    ]
+    if marks:
+        await tx.connection.execute(
+            update(InvoiceLine)
+            .where(
+                LINE.worker_id == bindparam("id"),
+                LINE.term == bindparam("before"),
+                LINE.not_carried.is_(None),
+            )
+            .values(not_carried=bindparam("why")),
+            marks,
+        )
+    return []
+
+
+def not_carried_reasons(rejection: EligibilityRejected) -> str:
+    return json.dumps([r.model_dump() for r in rejection.reasons], ensure_ascii=False)

@@ -62,6 +62,11 @@ def reason(code: str, message: str) -> Reason:
     return Reason(code=code, message=message)
 
 
+ALREADY_ENROLLED = reason(
+    "already_enrolled",
+    "Sudah menjadi peserta aktif pada periode yang sama / "
+    "Already enrolled for an overlapping period",
+)
 QUOTA_EXHAUSTED = reason(
     "quota_exhausted",
     "Kuota program sudah penuh / The programme's quota is exhausted",
@@ -155,13 +160,7 @@ def assess(
             )
         )
     if any(enrolled.overlaps(term.start, term.end) for enrolled in enrolled_terms):
-        reasons.append(
-            reason(
-                "already_enrolled",
-                "Sudah menjadi peserta aktif pada periode yang sama / "
-                "Already enrolled for an overlapping period",
-            )
-        )
+        reasons.append(ALREADY_ENROLLED)
     return Assessment(term=term, reasons=reasons)
 
 
@@ -252,12 +251,17 @@ RENEWAL_QUOTA_EXHAUSTED = reason(
 
 
 def carry_into_term(
-    members: list[Member], term: ProgramRules, quota: int, business_date: date | None
+    members: list[Member],
+    term: ProgramRules,
+    quota: int,
+    business_date: date | None,
+    enrolled_elsewhere: AbstractSet[str] = frozenset(),
 ) -> list[tuple[Member, CoverageTerm, list[Reason]]]:
     """Carry a term's workers (in registration order) into the next `term`: each is checked
-    against the new term's dates (a worker older than the maximum age before the term ends is
-    not carried) and takes one of its `quota` seats; the rest keep a reason each. The new cover
-    starts as `coverage_term` says: the term's first day when renewed in time, so no gap."""
+    against the new term's dates (a worker older than the maximum age before the term ends, or
+    covered by another programme then: `enrolled_elsewhere`, worker ids, is not carried) and
+    takes one of its `quota` seats; the rest keep a reason each. The new cover starts as
+    `coverage_term` says: the term's first day when renewed in time, so no gap."""
     cover = coverage_term(term, business_date)
     carried = 0
     verdicts = []
@@ -267,6 +271,8 @@ def carry_into_term(
             reasons.append(reason("program_ended", "Masa program berakhir / The term is over"))
         elif age_on(member.birth_date, term.coverage_end) > term.max_age:
             reasons.append(reason_passes_maximum_age(term.max_age, term.coverage_end))
+        elif member.worker_id in enrolled_elsewhere:
+            reasons.append(ALREADY_ENROLLED)
         elif carried >= quota:
             reasons.append(RENEWAL_QUOTA_EXHAUSTED)
         else:

@@ -38,6 +38,7 @@ from lindung_eligibility.domain import (
     Registration,
     Seats,
     carry_into_term,
+    coverage_term,
     decide_batch,
     latest_day,
 )
@@ -177,8 +178,32 @@ async def _renew(tx: Transaction, message: Message[ProgramRenewed], today: Any) 
         )
         .order_by(DECISION.registered_at, DECISION.decided_at, DECISION.worker_id)
     )
+    # One membership per NIK: a worker another programme covers during the new term stays out.
+    mine, theirs = Decision.__table__.alias("mine"), Decision.__table__.alias("theirs")  # type: ignore[attr-defined]
+    cover = coverage_term(rules, today)
+    elsewhere = set(
+        (
+            await tx.connection.execute(
+                select(mine.c.worker_id)
+                .join(theirs, theirs.c.nik == mine.c.nik)
+                .where(
+                    mine.c.program_id == renewal.program_id,
+                    mine.c.term == row.term,
+                    mine.c.status == "confirmed",
+                    theirs.c.program_id != renewal.program_id,
+                    theirs.c.status == "confirmed",
+                    theirs.c.coverage_start <= cover.end,
+                    theirs.c.coverage_end >= cover.start,
+                )
+            )
+        ).scalars()
+    )
     verdicts = carry_into_term(
-        [Member(m.worker_id, m.nik, m.birth_date) for m in members], rules, quota, today
+        [Member(m.worker_id, m.nik, m.birth_date) for m in members],
+        rules,
+        quota,
+        today,
+        enrolled_elsewhere=elsewhere,
     )
     carried = sum(1 for _, _, reasons in verdicts if not reasons)
     now = tx.now()
