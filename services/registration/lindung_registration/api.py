@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -74,7 +75,7 @@ from lindung_registration.spreadsheet import (
     rejected_csv_line,
     template_csv,
 )
-from lindung_registration.uploads import UploadError, file_part
+from lindung_registration.uploads import FilePart, UploadError, file_part
 from lindung_runtime import Service
 from lindung_runtime.limits import BodySizeLimit, too_large_message
 from lindung_runtime.logging import get_logger
@@ -493,13 +494,8 @@ def _router(service: Service, importer: Importer) -> APIRouter:
         as in `GET /imports/template.csv` (Indonesian or English headers)."""
         await _require_program(service, program_id)  # before reading a file meant for nothing
         # The body is read here, after `key` was checked (a body parameter would be read first).
-        try:
-            upload = await file_part(request.stream(), request.headers.get("content-type"), "file")
-            file_format = format_of(upload.filename, upload.content_type)
-            if file_format not in FORMATS:
-                raise HTTPException(
-                    415, "Berkas harus CSV atau XLSX / The file must be CSV or XLSX (by its name)"
-                )
+        with upload_answers(importer.settings.import_max_bytes):
+            upload, file_format = await spreadsheet_part(request)
             job = await importer.accept(
                 upload.chunks,
                 program_id=program_id,
@@ -507,11 +503,6 @@ def _router(service: Service, importer: Importer) -> APIRouter:
                 file_format=file_format,
                 key=key,
             )
-        except UploadError as error:
-            raise HTTPException(error.status, error.reason) from None
-        except UploadTooLarge:
-            limit = importer.settings.import_max_bytes
-            raise HTTPException(413, too_large_message(limit)) from None
         return ImportAccepted(
             import_id=job.import_id,
             status=job.status,
@@ -781,6 +772,30 @@ def _router(service: Service, importer: Importer) -> APIRouter:
     return router
 
 
+async def spreadsheet_part(request: Request) -> tuple[FilePart, str]:
+    """The request's `file` part and its format; 415 unless it is CSV or XLSX (by its name).
+    Read from the stream here, after the key was checked (a body parameter is read first)."""
+    upload = await file_part(request.stream(), request.headers.get("content-type"), "file")
+    file_format = format_of(upload.filename, upload.content_type)
+    if file_format not in FORMATS:
+        raise HTTPException(
+            415, "Berkas harus CSV atau XLSX / The file must be CSV or XLSX (by its name)"
+        )
+    return upload, file_format
+
+
+@contextmanager
+def upload_answers(max_bytes: int) -> Iterator[None]:
+    """An upload's failures as the HTTP answers the spreadsheet routes give: a malformed body
+    with its status and reason, a file past `max_bytes` with 413."""
+    try:
+        yield
+    except UploadError as error:
+        raise HTTPException(error.status, error.reason) from None
+    except UploadTooLarge:
+        raise HTTPException(413, too_large_message(max_bytes)) from None
+
+
 def _attachment(filename: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="{filename}"'}
 
@@ -794,20 +809,11 @@ async def _upload_numbers(
         kind=SpanKind.SERVER,
         attributes={"http.request.method": "POST", "lindung.program.id": program_id},
     ):
-        try:
-            upload = await file_part(request.stream(), request.headers.get("content-type"), "file")
-            file_format = format_of(upload.filename, upload.content_type)
-            if file_format not in FORMATS:
-                raise HTTPException(
-                    415, "Berkas harus CSV atau XLSX / The file must be CSV or XLSX (by its name)"
-                )
+        with upload_answers(settings.import_max_bytes):
+            upload, file_format = await spreadsheet_part(request)
             path = await spool(
                 upload.chunks, settings.import_path, file_format, settings.import_max_bytes
             )
-        except UploadError as error:
-            raise HTTPException(error.status, error.reason) from None
-        except UploadTooLarge:
-            raise HTTPException(413, too_large_message(settings.import_max_bytes)) from None
         try:
             report = await apply_numbers(
                 service,
