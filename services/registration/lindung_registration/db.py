@@ -38,7 +38,11 @@ class TimelineEntry(Table, table=True):
     their events: registration never reads another service's tables)."""
 
     __tablename__ = "timeline_entry"
-    __table_args__ = (Index("ix_timeline_nik_time", "nik", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_timeline_nik_time", "nik", "occurred_at"),
+        # The staff page: a programme's latest rejections, its activations per day.
+        Index("ix_timeline_program_kind_time", "program_id", "kind", "occurred_at"),
+    )
 
     event_id: str = Field(primary_key=True, max_length=200)
     kind: str = Field(max_length=40)
@@ -202,6 +206,38 @@ class MembershipNumber(Table, table=True):
     recorded_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
+class TermLine(Table, table=True):
+    """One worker's line on the sponsor's invoice for one term (`contribution.invoiced`), in
+    columns: the staff page adds up invoices and cost per month in SQL, without reading the
+    timeline's JSON. A later invoice of the same worker and term replaces the line."""
+
+    __tablename__ = "term_line"
+    __table_args__ = (Index("ix_term_line_program_term", "program_id", "term"),)
+
+    worker_id: str = Field(primary_key=True, max_length=36)
+    term: int = Field(primary_key=True)
+    program_id: str = Field(max_length=64)
+    invoice_id: str = Field(max_length=100, index=True)
+    first_month: date  # the 1st day of the first period invoiced
+    months: int  # periods invoiced
+    monthly_amount_idr: int = Field(sa_type=BigInteger)  # Rupiah
+    amount_idr: int = Field(sa_type=BigInteger)
+
+
+class WebSession(Table, table=True):
+    """A staff member logged in to the web page. Kept on the server, not in a signed cookie:
+    logging out, or revoking the API key it logged in with, ends it at once, on every instance
+    sharing the database. The cookie holds a random token; only its SHA-256 is stored."""
+
+    __tablename__ = "web_session"
+
+    session_hash: str = Field(primary_key=True, max_length=64)  # SHA-256 hex of the token
+    key_sha256: str = Field(max_length=64, index=True)  # the API key's (auth.ApiKey.sha256)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    seen_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 TABLES: list[type[SQLModel]] = [
     Worker,
     TimelineEntry,
@@ -214,4 +250,6 @@ TABLES: list[type[SQLModel]] = [
     KnownTerm,
     WorkerTerm,
     MembershipNumber,
+    TermLine,
+    WebSession,
 ]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import case
@@ -43,7 +43,13 @@ from lindung_contracts import (
     WorkerEvent,
     WorkerRegistered,
 )
-from lindung_registration.db import PaymentRecord, TimelineEntry, WorkerStatus, WorkerTerm
+from lindung_registration.db import (
+    PaymentRecord,
+    TermLine,
+    TimelineEntry,
+    WorkerStatus,
+    WorkerTerm,
+)
 from lindung_registration.domain import (
     CoverageStatus,
     StatusChange,
@@ -345,8 +351,9 @@ async def on_contribution_invoiced(
     batch: list[Message[ContributionInvoiced]], tx: Transaction
 ) -> list[Outgoing]:
     """Timeline: the worker's line on the sponsor's invoice for the term. Billing invoices a
-    worker once per term, so the funnel adds up the amounts of every term."""
-    await _project(
+    worker once per term, so the funnel adds up the amounts of every term. The line is kept in
+    columns too (`term_line`), for the staff page's sums per invoice and month."""
+    fresh = await _project(
         tx,
         batch,
         "invoiced",
@@ -365,7 +372,35 @@ async def on_contribution_invoiced(
             invoice_id=e.invoice_id,
         ),
     )
+    # As for the handover: a redelivery (not fresh) changes nothing; the batch's last line of a
+    # worker's term wins. A line of no period has no first month: not one of the page's.
+    lines = {
+        (m.event.worker_id, m.event.term): term_line(m.event)
+        for m in batch
+        if m.id in fresh and m.event.periods
+    }
+    await tx.upsert(TermLine, [lines[k] for k in sorted(lines)], keys=["worker_id", "term"])
     return []
+
+
+def term_line(event: ContributionInvoiced) -> dict[str, Any]:
+    """The `term_line` row of an invoice line (one that invoices at least one period)."""
+    return {
+        "worker_id": event.worker_id,
+        "term": event.term,
+        "program_id": event.program_id,
+        "invoice_id": event.invoice_id,
+        "first_month": first_month(event.periods),
+        "months": len(event.periods),
+        "monthly_amount_idr": event.monthly_amount_idr,
+        "amount_idr": event.amount_idr,
+    }
+
+
+def first_month(periods: list[str]) -> date:
+    """The 1st day of the earliest period ("YYYY-MM")."""
+    year, month = min(periods).split("-")
+    return date(int(year), int(month), 1)
 
 
 async def on_payment_received(
