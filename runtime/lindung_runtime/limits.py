@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,14 +39,21 @@ class BodyTooLarge(HTTPException):
 
 class BodySizeLimit:
     """`max_bytes` for every request; `per_path` gives (path regex, limit) pairs that override it
-    (the first match wins)."""
+    (the first match wins). `page`, when given, answers a path with an HTML page (for people at a
+    browser) instead of the JSON error: it returns the page, or None for JSON."""
 
     def __init__(
-        self, app: ASGIApp, *, max_bytes: int, per_path: Sequence[tuple[str, int]] = ()
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        per_path: Sequence[tuple[str, int]] = (),
+        page: Callable[[str, int], str | None] | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.per_path = [(re.compile(pattern), limit) for pattern, limit in per_path]
+        self.page = page
 
     def limit_for(self, path: str) -> int:
         for pattern, limit in self.per_path:
@@ -88,16 +95,21 @@ class BodySizeLimit:
                 raise  # too late for a 413: the server closes the connection
             await self._refuse(scope, send, limit)
 
-    @staticmethod
-    async def _refuse(scope: Scope, send: Send, limit: int) -> None:
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
         log.info("http_body_too_large", path=mask_text(scope["path"]), limit=limit)
-        body = json.dumps({"detail": too_large_message(limit), "errors": []}).encode()
+        html = self.page(scope["path"], limit) if self.page else None
+        body = (
+            html.encode()
+            if html is not None
+            else json.dumps({"detail": too_large_message(limit), "errors": []}).encode()
+        )
+        kind = b"text/html; charset=utf-8" if html is not None else b"application/json"
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", kind),
                     (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close"),
                 ],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
@@ -92,7 +92,7 @@ ProgramId = Annotated[
 Text = Annotated[str, Field(max_length=1000)]
 IMPORT_ID = re.compile(r"[0-9a-f]{32}")
 WORKER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-IMPORT_PATH = r"/programs/[^/]+/imports"
+IMPORT_PATH = r"(/ui)?/programs/[^/]+/imports"
 NUMBERS_PATH = r"/programs/[^/]+/membership-numbers"
 UPLOAD_FRAMING_BYTES = 64 * 1024
 UPLOAD_BODY: dict[str, Any] = {  # documented by hand: the route reads its body itself
@@ -342,6 +342,7 @@ class FunnelCounts(BaseModel):
     ineligible: int = 0
     invoiced: int = 0
     invoiced_idr: int = Field(default=0, description="Whole Rupiah")
+    paid: int = Field(default=0, description="Invoiced, and that invoice paid (latest term)")
     activated: int = 0
     expiry_alerted: int = 0
     awaiting_payment: int = Field(default=0, description="Coverage status now: invoiced, unpaid")
@@ -380,7 +381,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 # --- the API ------------------------------------------------------------------------------------
 
 
-def install_api(service: Service, keys: KeyStore, importer: Importer) -> None:
+def install_api(
+    service: Service,
+    keys: KeyStore,
+    importer: Importer,
+    page: Callable[[str, int], str | None] | None = None,
+) -> None:
+    """The API's routes and limits; `page` renders a too-large upload's answer for the staff
+    pages (see BodySizeLimit)."""
     app = service.http
     app.title = "Lindung registration API"
     app.description = (
@@ -394,6 +402,7 @@ def install_api(service: Service, keys: KeyStore, importer: Importer) -> None:
     settings = importer.settings
     app.add_middleware(
         BodySizeLimit,
+        page=page,
         max_bytes=settings.api_max_body_bytes,
         # An upload is its file plus the multipart framing around it.
         per_path=[
@@ -461,7 +470,7 @@ def _router(service: Service, importer: Importer) -> APIRouter:
                 "Kunci API desa hanya untuk warga desanya / A village key registers only its "
                 "own village's workers",
             )
-        await _require_program(service, program_id)
+        await require_program(service, program_id)
         request = RegistrationRequested(program_id=program_id, **worker.model_dump())
         outcome = await _register_one(service, request)
         if outcome.status == "rejected":
@@ -492,7 +501,7 @@ def _router(service: Service, importer: Importer) -> APIRouter:
     async def start_import(program_id: ProgramId, request: Request, key: Caller) -> ImportAccepted:
         """Accepted at once and registered in the background: follow `progress_url`. Columns
         as in `GET /imports/template.csv` (Indonesian or English headers)."""
-        await _require_program(service, program_id)  # before reading a file meant for nothing
+        await require_program(service, program_id)  # before reading a file meant for nothing
         # The body is read here, after `key` was checked (a body parameter would be read first).
         with upload_answers(importer.settings.import_max_bytes):
             upload, file_format = await spreadsheet_part(request)
@@ -524,16 +533,6 @@ def _router(service: Service, importer: Importer) -> APIRouter:
             headers={"Content-Disposition": 'attachment; filename="template-pendaftaran.csv"'},
         )
 
-    async def visible_job(import_id: str, key: ApiKey) -> ImportJob:
-        # Ids are 32 hex digits; anything else (a NUL byte, say, which PostgreSQL cannot even
-        # compare) is simply not an import.
-        job = await importer.job(import_id) if IMPORT_ID.fullmatch(import_id) else None
-        if job is None:
-            raise HTTPException(404, "Impor tidak ditemukan / No such import")
-        if key.role != "operator" and job.submitted_by != key.name:
-            raise HTTPException(403, "Impor milik kunci lain / The import belongs to another key")
-        return job
-
     @router.get(
         "/imports/{import_id}",
         response_model=ImportReport,
@@ -548,7 +547,7 @@ def _router(service: Service, importer: Importer) -> APIRouter:
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
         limit: Annotated[int, Query(ge=0, le=1000)] = 100,
     ) -> ImportReport:
-        job = await visible_job(import_id, key)
+        job = await visible_import(importer, import_id, key)
         matching, rows = await importer.rows(
             job.import_id, status=status, offset=offset, limit=limit
         )
@@ -586,7 +585,7 @@ def _router(service: Service, importer: Importer) -> APIRouter:
         responses={200: {"content": {"text/csv": {}}}, 404: {"model": ErrorAnswer}},
     )
     async def import_errors(import_id: str, key: Caller) -> StreamingResponse:
-        job = await visible_job(import_id, key)
+        job = await visible_import(importer, import_id, key)
 
         async def body() -> AsyncIterator[str]:
             yield rejected_csv_header()
@@ -616,7 +615,7 @@ def _router(service: Service, importer: Importer) -> APIRouter:
             return JSONResponse(
                 ErrorAnswer(detail=normal.message, errors=[normal]).model_dump(), status_code=422
             )
-        return await _timeline(service, normal, key)
+        return await timeline_of(service, normal, key)
 
     @router.get(
         "/programs/{program_id}",
@@ -628,7 +627,7 @@ def _router(service: Service, importer: Importer) -> APIRouter:
     async def program(program_id: ProgramId, key: Caller) -> ProgramOut:
         """Registration learns programmes from `program.published`: a client that publishes one
         and uploads at once asks here first, instead of racing the event."""
-        known = await _require_program(service, program_id)
+        known = await require_program(service, program_id)
         return ProgramOut.model_validate(known, from_attributes=True)
 
     @router.get(
@@ -640,7 +639,7 @@ def _router(service: Service, importer: Importer) -> APIRouter:
     async def program_summary(program_id: ProgramId, key: Caller) -> ProgramSummary:
         """A village key sees its own desa only. `awaiting_payment` to `ended` count each
         worker once, by the coverage status of their latest term."""
-        return await _summary(service, program_id, key)
+        return await summarise(service, program_id, key)
 
     @router.get(
         "/programs/{program_id}/workers/{worker_id}",
@@ -654,7 +653,7 @@ def _router(service: Service, importer: Importer) -> APIRouter:
     ) -> WorkerOut:
         """A village key sees the workers of its own desa only: another desa's worker is the
         same 404 as one never registered."""
-        return await _worker(service, program_id, worker_id, key)
+        return await worker_of(service, program_id, worker_id, key)
 
     @router.post(
         "/programs/{program_id}/renewals",
@@ -680,28 +679,8 @@ def _router(service: Service, importer: Importer) -> APIRouter:
                 "Hanya kunci operator yang dapat memperpanjang program / Only an operator key "
                 "may renew a programme",
             )
-        return await _renew(service, program_id, renewal)
-
-    async def handover_term(program_id: str, term: int, key: ApiKey) -> None:
-        """403 for any key but the operator's; 404 for a programme or term registration does
-        not know."""
-        if key.role != "operator":
-            raise HTTPException(
-                403,
-                "Hanya kunci operator yang dapat mengunduh serah terima / Only an operator key "
-                "may download a handover",
-            )
-        async with service.database.read_session() as session:
-            reading = Transaction(await session.connection(), service.clock)
-            terms = (await known_terms(reading, {program_id})).get(program_id)
-        if not terms:
-            raise HTTPException(404, UNKNOWN_PROGRAM)
-        if term > len(terms):
-            raise HTTPException(
-                404,
-                f"Program ini belum memiliki masa ke-{term} / The programme has no term {term} "
-                "(yet)",
-            )
+        status, answer = await renew(service, program_id, renewal)
+        return JSONResponse(answer.model_dump(mode="json"), status_code=status)
 
     @router.get(
         "/programs/{program_id}/terms/{term}/handover.csv",
@@ -716,12 +695,12 @@ def _router(service: Service, importer: Importer) -> APIRouter:
         """Columns as docs/api.md lists them (NIK, NAMA_LENGKAP, ..., NOMOR_KPJ), one row per
         worker confirmed for the term, by kecamatan, desa and name. Cells that would start a
         formula are written with a leading apostrophe."""
-        await handover_term(program_id, term, key)
+        await handover_term(service, program_id, term, key)
         log.info("handover_exported", program_id=program_id, term=term, format="csv")
         return StreamingResponse(
             handover_csv(service, program_id, term),
             media_type="text/csv; charset=utf-8",
-            headers=_attachment(f"serah-terima-{program_id}-T{term}.csv"),
+            headers=attachment(f"serah-terima-{program_id}-T{term}.csv"),
         )
 
     @router.get(
@@ -733,13 +712,13 @@ def _router(service: Service, importer: Importer) -> APIRouter:
     )
     async def handover_xlsx_route(program_id: ProgramId, term: TermNumber, key: Caller) -> Response:
         """The same rows and columns as the CSV, every cell a text cell."""
-        await handover_term(program_id, term, key)
+        await handover_term(service, program_id, term, key)
         body = await handover_xlsx(service, program_id, term)
         log.info("handover_exported", program_id=program_id, term=term, format="xlsx")
         return Response(
             body,
             media_type=XLSX_TYPE,
-            headers=_attachment(f"serah-terima-{program_id}-T{term}.xlsx"),
+            headers=attachment(f"serah-terima-{program_id}-T{term}.xlsx"),
         )
 
     @router.post(
@@ -766,7 +745,7 @@ def _router(service: Service, importer: Importer) -> APIRouter:
                 "Hanya kunci operator yang dapat mengunggah nomor KPJ / Only an operator key may "
                 "upload membership numbers",
             )
-        await _require_program(service, program_id)  # before reading a file meant for nothing
+        await require_program(service, program_id)  # before reading a file meant for nothing
         return await _upload_numbers(service, importer, program_id, request, key)
 
     return router
@@ -776,12 +755,17 @@ async def spreadsheet_part(request: Request) -> tuple[FilePart, str]:
     """The request's `file` part and its format; 415 unless it is CSV or XLSX (by its name).
     Read from the stream here, after the key was checked (a body parameter is read first)."""
     upload = await file_part(request.stream(), request.headers.get("content-type"), "file")
+    return upload, spreadsheet_format(upload)
+
+
+def spreadsheet_format(upload: FilePart) -> str:
+    """csv or xlsx, by the file's name (or type); 415 for anything else."""
     file_format = format_of(upload.filename, upload.content_type)
     if file_format not in FORMATS:
         raise HTTPException(
             415, "Berkas harus CSV atau XLSX / The file must be CSV or XLSX (by its name)"
         )
-    return upload, file_format
+    return file_format
 
 
 @contextmanager
@@ -796,7 +780,19 @@ def upload_answers(max_bytes: int) -> Iterator[None]:
         raise HTTPException(413, too_large_message(max_bytes)) from None
 
 
-def _attachment(filename: str) -> dict[str, str]:
+async def visible_import(importer: Importer, import_id: str, key: ApiKey) -> ImportJob:
+    """The import, if `key` may see it: an operator sees every one, another key its own."""
+    # Ids are 32 hex digits; anything else (a NUL byte, say, which PostgreSQL cannot even
+    # compare) is simply not an import.
+    job = await importer.job(import_id) if IMPORT_ID.fullmatch(import_id) else None
+    if job is None:
+        raise HTTPException(404, "Impor tidak ditemukan / No such import")
+    if key.role != "operator" and job.submitted_by != key.name:
+        raise HTTPException(403, "Impor milik kunci lain / The import belongs to another key")
+    return job
+
+
+def attachment(filename: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="{filename}"'}
 
 
@@ -851,6 +847,27 @@ async def _upload_numbers(
     )
 
 
+async def handover_term(service: Service, program_id: str, term: int, key: ApiKey) -> None:
+    """403 for any key but the operator's; 404 for a programme or term registration does not
+    know."""
+    if key.role != "operator":
+        raise HTTPException(
+            403,
+            "Hanya kunci operator yang dapat mengunduh serah terima / Only an operator key "
+            "may download a handover",
+        )
+    async with service.database.read_session() as session:
+        reading = Transaction(await session.connection(), service.clock)
+        terms = (await known_terms(reading, {program_id})).get(program_id)
+    if not terms:
+        raise HTTPException(404, UNKNOWN_PROGRAM)
+    if term > len(terms):
+        raise HTTPException(
+            404,
+            f"Program ini belum memiliki masa ke-{term} / The programme has no term {term} (yet)",
+        )
+
+
 UNKNOWN_PROGRAM = (
     "Program tidak dikenal: belum diterbitkan atau salah tulis / "
     "Unknown programme: not published (yet), or misspelt"
@@ -858,7 +875,7 @@ UNKNOWN_PROGRAM = (
 NO_SUCH_WORKER = "Peserta tidak ditemukan / No such worker in this programme"
 
 
-async def _require_program(service: Service, program_id: str) -> KnownProgram:
+async def require_program(service: Service, program_id: str) -> KnownProgram:
     """The published programme, or 404: the caller has the id wrong, or is too early."""
     async with service.database.read_session() as session:
         known = await session.get(KnownProgram, program_id)
@@ -867,7 +884,9 @@ async def _require_program(service: Service, program_id: str) -> KnownProgram:
     return known
 
 
-async def _renew(service: Service, program_id: str, body: RenewalIn) -> JSONResponse:
+async def renew(
+    service: Service, program_id: str, body: RenewalIn
+) -> tuple[int, RenewalAnswer | ErrorAnswer]:
     """Judge the renewal by the rule every service applies (`renewal_outcome`) against the
     terms registration knows, and publish a new one through the outbox (registration records
     the term when it reads the event back, like everyone else)."""
@@ -885,7 +904,7 @@ async def _renew(service: Service, program_id: str, body: RenewalIn) -> JSONResp
                     program_id=program_id, **body.model_dump(), renewed_at=service.clock.now()
                 )
             except ValidationError as error:
-                return _invalid_term(error)
+                return 422, _invalid_term(error)
             outcome = renewal_outcome(terms, renewal.term_start, renewal.term_end)
             if outcome.kind == "overlaps":
                 overlap = FieldError(
@@ -895,8 +914,7 @@ async def _renew(service: Service, program_id: str, body: RenewalIn) -> JSONResp
                     f"/ The term overlaps the programme's term {outcome.term} (a new term starts "
                     "after the last one ends)",
                 )
-                answer = ErrorAnswer(detail=overlap.message, errors=[overlap])
-                return JSONResponse(answer.model_dump(), status_code=409)
+                return 409, ErrorAnswer(detail=overlap.message, errors=[overlap])
             accepted = RenewalAnswer(
                 program_id=program_id,
                 term=outcome.term,
@@ -905,14 +923,14 @@ async def _renew(service: Service, program_id: str, body: RenewalIn) -> JSONResp
                 term_end=renewal.term_end,
             )
             if outcome.kind == "same":
-                return JSONResponse(accepted.model_dump(mode="json"), status_code=200)
+                return 200, accepted
             uow.emit(renewal)
             await uow.commit()
     log.info("renewal_published", program_id=program_id, term=outcome.term)
-    return JSONResponse(accepted.model_dump(mode="json"), status_code=202)
+    return 202, accepted
 
 
-def _invalid_term(error: ValidationError) -> JSONResponse:
+def _invalid_term(error: ValidationError) -> ErrorAnswer:
     """422 in the API's bilingual shape, for a term that is not one (it ends before it starts,
     its registration deadline is outside it)."""
     errors = [
@@ -923,8 +941,7 @@ def _invalid_term(error: ValidationError) -> JSONResponse:
         )
         for e in error.errors()[:10]
     ]
-    answer = ErrorAnswer(detail="Masa program tidak valid / The term is not valid", errors=errors)
-    return JSONResponse(answer.model_dump(), status_code=422)
+    return ErrorAnswer(detail="Masa program tidak valid / The term is not valid", errors=errors)
 
 
 def _coverage(
@@ -940,7 +957,7 @@ def _coverage(
     return CoverageOut(status=name, term=term, coverage_start=start, coverage_end=end)
 
 
-async def _worker(service: Service, program_id: str, worker_id: str, key: ApiKey) -> WorkerOut:
+async def worker_of(service: Service, program_id: str, worker_id: str, key: ApiKey) -> WorkerOut:
     if not WORKER_ID.fullmatch(worker_id):  # e.g. a NUL byte, which PostgreSQL cannot compare
         raise HTTPException(404, NO_SUCH_WORKER)
     async with service.database.read_session() as session:
@@ -1005,7 +1022,7 @@ async def _register_one(service: Service, request: RegistrationRequested) -> Out
     return outcome
 
 
-async def _timeline(service: Service, nik: str, key: ApiKey) -> Timeline:
+async def timeline_of(service: Service, nik: str, key: ApiKey) -> Timeline:
     async with service.database.read_session() as session:
         workers = (await session.exec(select(Worker).where(Worker.nik == nik))).all()
         entries = list(
@@ -1102,7 +1119,9 @@ async def _timeline(service: Service, nik: str, key: ApiKey) -> Timeline:
     )
 
 
-async def _summary(service: Service, program_id: str, key: ApiKey) -> ProgramSummary:
+async def summarise(service: Service, program_id: str, key: ApiKey) -> ProgramSummary:
+    """The programme's funnel as `key` may see it (a village key: its own desa), counted in
+    SQL per desa: the JSON summary and the staff pages read the same numbers."""
     s = WorkerStatus
     rank = col(s.coverage_rank)
     counted: dict[str, Any] = {
@@ -1111,6 +1130,9 @@ async def _summary(service: Service, program_id: str, key: ApiKey) -> ProgramSum
         "ineligible": func.sum(case((col(s.eligibility) == "rejected", 1), else_=0)),
         "invoiced": func.sum(case((col(s.invoice_id).is_not(None), 1), else_=0)),
         "invoiced_idr": func.sum(s.invoiced_idr),
+        "paid": func.sum(
+            case((col(s.invoice_id).in_(select(PaymentRecord.invoice_id)), 1), else_=0)
+        ),
         "activated": func.sum(case((col(s.activated), 1), else_=0)),
         "expiry_alerted": func.sum(case((col(s.expiry_alerts) > 0, 1), else_=0)),
         # The coverage status of each worker's latest term: the stage of its rank.

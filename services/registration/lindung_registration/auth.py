@@ -86,6 +86,12 @@ class KeyStore:
                 return key
         return None
 
+    def by_hash(self, sha256: str) -> ApiKey | None:
+        """The key a staff session was opened with, while it is still in the file: revoking
+        the key ends its sessions too."""
+        self._reload_if_changed()
+        return self._keys.get(sha256)
+
     def _reload_if_changed(self) -> None:
         try:
             stat = self.path.stat()

@@ -47,6 +47,18 @@ class RegistrationSettings(LindungSettings):
         default=1024 * 1024, gt=0, description="Largest request body but an upload's"
     )
 
+    web_session_idle_minutes: int = Field(
+        default=30, ge=1, description="A staff page session ends after this long unused"
+    )
+    web_session_max_hours: int = Field(
+        default=12, ge=1, description="A staff page session ends this long after its login"
+    )
+    web_cookie_secure: bool | None = Field(
+        default=None,
+        description="Send the session cookie only over TLS; default: when the request came "
+        "over https (behind a TLS proxy, set it to true)",
+    )
+
     @property
     def api_keys_path(self) -> Path:
         return (self.api_keys_file or self.data_dir / "api-keys.yaml").resolve()

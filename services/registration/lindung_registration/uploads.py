@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -28,11 +28,18 @@ class UploadError(Exception):
         self.reason = reason
 
 
+MAX_FIELDS = 8
+MAX_FIELD_BYTES = 1024
+
+
 @dataclass
 class FilePart:
     filename: str
     content_type: str | None
     chunks: AsyncIterator[bytes]  # the file's bytes; reading it reads the request on
+    # Small text fields sent before the file (a form's CSRF token): read first, so a form can be
+    # refused before its file is.
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 class _Part:
@@ -41,8 +48,11 @@ class _Part:
         self.size = 0
 
 
-async def file_part(body: AsyncIterator[bytes], content_type: str | None, field: str) -> FilePart:
-    """The part named `field` that carries a file, once its headers have arrived."""
+async def file_part(
+    body: AsyncIterator[bytes], content_type: str | None, part_name: str
+) -> FilePart:
+    """The part named `part_name` that carries a file, once its headers have arrived, with the
+    small text fields before it (`MAX_FIELDS` of at most `MAX_FIELD_BYTES`; longer are left out)."""
     media_type, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if media_type != b"multipart/form-data" or not boundary:
@@ -120,19 +130,33 @@ async def file_part(body: AsyncIterator[bytes], content_type: str | None, field:
         parser.finalize()
 
     stream = parsed()
+    fields: dict[str, str] = {}
+    text: tuple[str, bytearray] | None = None  # the text field being read, if any
     async for kind, value in stream:
+        if kind == "data" and text is not None:
+            assert isinstance(value, bytes)
+            text[1].extend(value[: MAX_FIELD_BYTES + 1 - len(text[1])])
+            continue
+        if kind == "end" and text is not None:
+            if len(fields) < MAX_FIELDS and len(text[1]) <= MAX_FIELD_BYTES:
+                fields[text[0]] = text[1].decode("utf-8", errors="replace")
+            text = None
+            continue
         if kind != "headers":
             continue
         assert isinstance(value, dict)
         disposition, params = parse_options_header(value.get("content-disposition", ""))
         name = params.get(b"name", b"").decode("utf-8", errors="replace")
         filename = params.get(b"filename")
-        if disposition == b"form-data" and name == field and filename is not None:
+        if disposition == b"form-data" and name == part_name and filename is not None:
             return FilePart(
                 filename=filename.decode("utf-8", errors="replace"),
                 content_type=value.get("content-type"),
                 chunks=_data_until_end(stream),
+                fields=fields,
             )
+        if disposition == b"form-data" and filename is None:
+            text = (name, bytearray())
     raise UploadError(
         422,
         "Kolom 'file' berisi berkas tidak ada / No file in the form field 'file'",
