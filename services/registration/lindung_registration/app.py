@@ -15,6 +15,8 @@ from lindung_registration.auth import KeyStore
 from lindung_registration.db import TABLES
 from lindung_registration.imports import Importer
 from lindung_registration.settings import RegistrationSettings
+from lindung_registration.web import install_web
+from lindung_registration.web.pages import too_large_page
 from lindung_runtime import Clock, Service
 from lindung_runtime.pipeline import Handler
 
@@ -55,5 +57,7 @@ def create_service(
 
     importer = Importer(service, settings)
     service.background(importer.run)
-    install_api(service, KeyStore(settings.api_keys_path), importer)
+    keys = KeyStore(settings.api_keys_path)
+    install_api(service, keys, importer, page=too_large_page)
+    install_web(service, keys, importer)
     return service
