@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap demo test test-unit test-integration test-e2e test-chaos bench test-postgres lint typecheck contracts up clean
+.PHONY: help bootstrap demo test test-unit test-integration test-e2e test-chaos bench test-postgres lint typecheck contracts up clean browser-deps
 
 help:
 	@echo "make demo   - run the founding case (Sumba Barat Daya, 5,600 workers) on the embedded stack"
@@ -71,6 +71,14 @@ test-postgres: bootstrap
 	    tests/chaos/test_scale_out_kill_9.py tests/chaos/test_database_restart.py \
 	    -m "not sqlite_only and not slow" $(PYTEST_ARGS); \
 	  status=$$?; .ci/postgres.sh stop; exit $$status
+
+# The browser test of the staff pages (tests/e2e/test_staff_pages.py) needs axe-core, from npm
+# (tests/e2e/browser/package-lock.json), and Debian's Chromium, which needs root to install
+# (.ci/run does: apt-get install chromium chromium-driver). Without either the test is skipped,
+# unless LINDUNG_BROWSER_REQUIRED=1 (CI).
+browser-deps:
+	npm ci --prefix tests/e2e/browser --no-audit --no-fund
+	@test -x /usr/bin/chromium || echo "no /usr/bin/chromium: as root, apt-get install -y chromium chromium-driver" >&2
 
 contracts: bootstrap
 	$(VENV)/bin/lindung contracts export
