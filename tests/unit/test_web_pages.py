@@ -19,6 +19,7 @@ from lindung_contracts import (
     EligibilityConfirmed,
     EligibilityRejected,
     PaymentReceived,
+    ProgramRenewed,
 )
 from lindung_contracts.events import Reason
 from lindung_registration.app import create_service
@@ -29,7 +30,7 @@ from lindung_registration.imports import Importer
 from lindung_registration.settings import RegistrationSettings
 from lindung_runtime import Service
 from tests.programmes import publish_known
-from tests.unit.handler_kit import PROGRAM, handle_now, rows
+from tests.unit.handler_kit import PROGRAM, emitted, handle_now, outbox, rows
 from tests.unit.test_api_auth import (
     CSV_UPLOAD,
     HOME_DISTRICT,
@@ -208,11 +209,11 @@ async def test_a_page_without_a_session_goes_to_the_login_and_comes_back(
     service: Service, keys: Keys
 ) -> None:
     async with client(service) as browser:
-        first = await browser.get(f"/ui/programs/{PROGRAM}?pesan=x")
+        first = await browser.get(f"/ui/programs/{PROGRAM}?masa=2")
         assert first.status_code == 303
-        assert first.headers["location"] == f"/ui/login?next=/ui/programs/{PROGRAM}%3Fpesan%3Dx"
+        assert first.headers["location"] == f"/ui/login?next=/ui/programs/{PROGRAM}%3Fmasa%3D2"
         form = await browser.get(first.headers["location"])
-        assert hidden(form.text, "next") == f"/ui/programs/{PROGRAM}?pesan=x"
+        assert hidden(form.text, "next") == f"/ui/programs/{PROGRAM}?masa=2"
         await login(browser, keys.operator, f"/ui/programs/{PROGRAM}")
         cookie = next(c for c in browser.cookies.jar if c.name == "lindung_sesi")
         assert cookie.path == "/ui"
@@ -292,7 +293,10 @@ async def test_a_session_ends_when_idle_too_long_or_its_key_is_revoked(
         clock.at += timedelta(minutes=31)
         ended = await browser.get(f"/ui/programs/{PROGRAM}")
         assert ended.status_code == 303
-        assert ended.headers["location"] == f"/ui/login?next=/ui/programs/{PROGRAM}"
+        assert ended.headers["location"] == f"/ui/login?next=/ui/programs/{PROGRAM}&berakhir=1"
+        notice = await browser.get(ended.headers["location"])
+        assert "Sesi Anda telah berakhir" in notice.text
+        assert hidden(notice.text, "next") == f"/ui/programs/{PROGRAM}"
 
         await login(browser, keys.operator)
         clock.at += timedelta(hours=13)  # past the session's lifetime, however busy
@@ -310,6 +314,8 @@ async def test_the_programme_page_shows_the_funnel_invoice_and_rejections(
     async with client(service) as browser:
         await login(browser, keys.operator)
         page = (await browser.get(f"/ui/programs/{PROGRAM}")).text
+        template = await browser.get("/ui/imports/template.csv")
+    assert template.status_code == 200 and template.text.startswith("NIK")
     counts = dict(re.findall(r'data-funnel="(\w+)">([\d.]+)<', page))
     assert counts == {
         "registered": "3",
@@ -427,6 +433,17 @@ async def test_bad_uploads_get_a_page_that_says_what_is_wrong(service: Service, 
         assert too_large.status_code == 413
         assert "text/html" in too_large.headers["content-type"]
         assert "Berkas terlalu besar" in too_large.text
+        not_a_form = await browser.post(
+            f"/ui/programs/{PROGRAM}/imports",
+            content=b"NIK\n",
+            headers={"content-type": "text/csv"},
+        )
+        assert not_a_form.status_code == 422
+        assert "multipart/form-data" in not_a_form.text and "<main" in not_a_form.text
+        too_long = await browser.get("/ui/workers", params={"q": "x" * 500})
+        assert too_long.status_code == 422 and "Isian tidak valid" in too_long.text
+        api_invalid = await browser.get(f"/programs/{PROGRAM}/summary?x=1")  # JSON stays JSON
+        assert api_invalid.headers["content-type"].startswith("application/json")
         broken = (
             CSV_UPLOAD.splitlines()[0] + "\n"
             f"{nik(11)},Ana,01/01/1990,L,Petani,{HOME_VILLAGE},{HOME_DISTRICT},081234567890\n"
@@ -454,3 +471,59 @@ async def test_bad_uploads_get_a_page_that_says_what_is_wrong(service: Service, 
     assert 'data-import="rejected">1<' in report.text
     assert "NIK harus 16 angka" in report.text or "16" in main_text(report.text)
     assert "/ English" not in report.text
+
+
+async def test_the_renewal_form_publishes_or_says_why_not(service: Service, keys: Keys) -> None:
+    async with client(service) as browser:
+        csrf = await login(browser, keys.operator)
+        overlapping = await browser.post(
+            f"/ui/programs/{PROGRAM}/renewals",
+            data={"csrf_token": csrf, "term_start": "2025-12-01", "term_end": "2026-02-28"},
+        )
+        assert overlapping.status_code == 422
+        assert "bertumpang tindih" in overlapping.text
+        assert 'value="2025-12-01"' in overlapping.text  # what was typed stays in the form
+        backwards = await browser.post(
+            f"/ui/programs/{PROGRAM}/renewals",
+            data={"csrf_token": csrf, "term_start": "2026-03-31", "term_end": "2026-01-01"},
+        )
+        assert backwards.status_code == 422 and "Perpanjangan belum diterbitkan" in backwards.text
+        not_a_number = await browser.post(
+            f"/ui/programs/{PROGRAM}/renewals",
+            data={
+                "csrf_token": csrf,
+                "term_start": "2026-01-01",
+                "term_end": "2026-03-31",
+                "quota": "enam ribu",
+            },
+        )
+        assert not_a_number.status_code == 422 and "angka bulat" in not_a_number.text
+        assert [m.topic for m in await outbox(service) if "renewed" in m.topic] == []
+
+        accepted = await browser.post(
+            f"/ui/programs/{PROGRAM}/renewals",
+            data={
+                "csrf_token": csrf,
+                "term_start": "2026-01-01",
+                "term_end": "2026-03-31",
+                "quota": "6.000",
+            },
+        )
+        assert accepted.status_code == 303
+        shown = await browser.get(accepted.headers["location"])
+        assert "Perpanjangan masa ke-2 diterbitkan" in shown.text
+        [renewal] = await emitted(service, ProgramRenewed)
+        assert (renewal.term_start, renewal.term_end, renewal.quota) == (
+            date(2026, 1, 1),
+            date(2026, 3, 31),
+            6000,
+        )
+
+    async with client(service) as village:
+        csrf = await login(village, keys.village)
+        refused = await village.post(
+            f"/ui/programs/{PROGRAM}/renewals",
+            data={"csrf_token": csrf, "term_start": "2026-04-01", "term_end": "2026-06-30"},
+        )
+        assert refused.status_code == 403
+        assert "Hanya operator" in refused.text

@@ -397,7 +397,7 @@ def install_api(
         "<API key>` (create one with `lindung apikey create`)."
     )
     app.state.api_keys = keys
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.include_router(_router(service, importer))
     settings = importer.settings
     app.add_middleware(
@@ -412,7 +412,7 @@ def install_api(
     )
 
 
-async def _validation_error(_: Request, error: Exception) -> JSONResponse:
+async def validation_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     errors = [
         FieldError(

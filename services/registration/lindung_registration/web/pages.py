@@ -9,10 +9,11 @@ import json
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     HTMLResponse,
     JSONResponse,
@@ -39,6 +40,7 @@ from lindung_registration.api import (
     summarise,
     timeline_of,
     upload_answers,
+    validation_error,
     visible_import,
     worker_of,
 )
@@ -48,7 +50,11 @@ from lindung_registration.domain import coverage_status, normalise_nik
 from lindung_registration.handover import handover_csv
 from lindung_registration.imports import Importer
 from lindung_registration.settings import RegistrationSettings
-from lindung_registration.spreadsheet import rejected_csv_header, rejected_csv_line
+from lindung_registration.spreadsheet import (
+    rejected_csv_header,
+    rejected_csv_line,
+    template_csv,
+)
 from lindung_registration.uploads import file_part
 from lindung_registration.web import charts, format, views
 from lindung_registration.web.session import (
@@ -153,9 +159,25 @@ def _install_errors(app: FastAPI) -> None:
         assert isinstance(error, LoginRequired)
         if request.url.path.endswith("/progress"):  # the page's script asks: it reloads
             return JSONResponse({"detail": "login"}, status_code=401)
-        response = RedirectResponse(login_url(error.next_page), status_code=303)
+        # A cookie that no longer opens a session: it ended (idle, too old, logged out).
+        ended = "&berakhir=1" if request.cookies.get(COOKIE) else ""
+        response = RedirectResponse(login_url(error.next_page) + ended, status_code=303)
         response.delete_cookie(COOKIE, path="/ui")
         return response
+
+    async def invalid_input(request: Request, error: Exception) -> Response:
+        """A page's malformed query (a search too long, a list without its desa) as a page."""
+        if not request.url.path.startswith("/ui/"):
+            return await validation_error(request, error)
+        return render(
+            request,
+            "error.html",
+            await _maybe_staff(request),
+            status_code=422,
+            title="Isian tidak valid",
+            message="Alamat atau isian halaman ini tidak lengkap atau terlalu panjang.",
+            back=HOME,
+        )
 
     async def page_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
@@ -183,6 +205,7 @@ def _install_errors(app: FastAPI) -> None:
 
     app.add_exception_handler(LoginRequired, login_required)
     app.add_exception_handler(HTTPException, page_error)
+    app.add_exception_handler(RequestValidationError, invalid_input)
 
 
 async def _maybe_staff(request: Request) -> StaffSession | None:
@@ -256,9 +279,19 @@ def _router(
 
     @router.get("/login", response_class=HTMLResponse)
     async def login_page(
-        request: Request, next: str = "", keluar: bool = False, berakhir: bool = False
+        request: Request,
+        next: Annotated[str, Query(max_length=2000)] = "",
+        keluar: bool = False,
+        berakhir: bool = False,
     ) -> HTMLResponse:
-        return _login_form(request, next, notice="Anda telah keluar." if keluar else None)
+        notice = (
+            "Anda telah keluar."
+            if keluar
+            else "Sesi Anda telah berakhir. Silakan masuk lagi; Anda akan kembali ke halaman tadi."
+            if berakhir
+            else None
+        )
+        return _login_form(request, next, notice=notice)
 
     def _login_form(
         request: Request, next_page: str, notice: str | None = None, error: str | None = None
@@ -374,10 +407,20 @@ def _router(
 
     @router.get("/programs/{program_id}", response_class=HTMLResponse)
     async def programme_page(
-        request: Request, program_id: str, session: Staff, pesan: str = ""
+        request: Request,
+        program_id: str,
+        session: Staff,
+        masa: Annotated[int, Query(ge=1, le=10_000)] = 1,
+        perpanjangan: Literal["baru", "sama"] | None = None,
     ) -> HTMLResponse:
+        """`perpanjangan` says what the renewal form just did (a fixed text, never the query's)."""
+        notice = {
+            "baru": f"Perpanjangan masa ke-{masa} diterbitkan.",
+            "sama": f"Program sudah memiliki masa ke-{masa} ini; tidak ada yang diubah.",
+            None: None,
+        }[perpanjangan]
         data = await programme_data(program_id, session)
-        return render(request, "programme.html", session, notice=pesan[:300], **data)
+        return render(request, "programme.html", session, notice=notice, **data)
 
     @router.post("/programs/{program_id}/imports")
     async def upload(request: Request, program_id: str, session: Staff) -> Response:
@@ -429,13 +472,11 @@ def _router(
         else:
             status, answer = await renew(service, program_id, body)
             if isinstance(answer, RenewalAnswer):
-                message = (
-                    f"Perpanjangan masa ke-{answer.term} diterbitkan."
-                    if status == 202
-                    else f"Program sudah memiliki masa ke-{answer.term} ini; tidak ada yang diubah."
-                )
+                kind = "baru" if status == 202 else "sama"
                 return RedirectResponse(
-                    f"/ui/programs/{program_id}?pesan={message}#perpanjangan", status_code=303
+                    f"/ui/programs/{program_id}?masa={answer.term}&perpanjangan={kind}"
+                    "#perpanjangan",
+                    status_code=303,
                 )
             errors = [views.indonesian(e.message) for e in answer.errors] or [
                 views.indonesian(answer.detail)
@@ -449,6 +490,14 @@ def _router(
             renewal_errors=errors,
             renewal_given=given,
             **data,
+        )
+
+    @router.get("/imports/template.csv")
+    async def import_template(session: Staff) -> Response:
+        return Response(
+            template_csv(),
+            media_type="text/csv; charset=utf-8",
+            headers=attachment("template-pendaftaran.csv"),
         )
 
     @router.get("/imports/{import_id}", response_class=HTMLResponse)
