@@ -227,6 +227,7 @@ async def test_founding_case_end_to_end(
             "ineligible": 22,
             "invoiced": 5_600,
             "invoiced_idr": 282_240_000,
+            "paid": 5_600,
             "activated": 5_600,
             "expiry_alerted": 5_600,
             "awaiting_payment": 0,
