@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from lindung_registration.api import FunnelCounts
+from lindung_registration.api import FunnelCounts, ProgramSummary, VillageSummary
 from lindung_registration.auth import ApiKey
 from lindung_registration.db import KnownProgram
 from lindung_registration.web import views
@@ -72,23 +72,32 @@ def test_a_programme_card_knows_the_current_term_the_end_and_the_renewal() -> No
 
 def test_invoices_add_up_per_term_and_show_their_payment_state() -> None:
     lines = [
-        (1, "INV-sbd", "Kota Tambolaka", "Kalena Wanno", 2, 100_800),
-        (1, "INV-sbd", "Wewewa Barat", "Kalembu", 3, 151_200),
-        (2, "INV-sbd-T2", "Kota Tambolaka", "Kalena Wanno", 2, 100_800),
-        (2, "INV-sbd-T2", "Wewewa Barat", "Kalembu", 1, 50_400),
+        (1, "INV-sbd", 2, 100_800),
+        (1, "INV-sbd", 3, 151_200),
+        (2, "INV-sbd-T2", 3, 151_200),
     ]
     paid_at = datetime(2025, 10, 30, tzinfo=UTC)
     payments = {"INV-sbd": (252_000, paid_at), "INV-sbd-T2": (100_000, paid_at)}
-    found = views.invoices(lines, payments, OPERATOR)
+    found = views.invoices(lines, payments)
     assert [(i.term, i.invoice_id, i.workers, i.amount_idr, i.state) for i in found] == [
         (1, "INV-sbd", 5, 252_000, "Lunas"),
         (2, "INV-sbd-T2", 3, 151_200, "Dibayar sebagian"),
     ]
-    village = views.invoices(lines, {}, VILLAGE)
-    assert [(i.workers, i.amount_idr, i.state) for i in village] == [
-        (2, 100_800, "Belum dibayar"),
-        (2, 100_800, "Belum dibayar"),
-    ]
+    assert [i.state for i in views.invoices(lines, {})] == ["Belum dibayar"] * 2
+
+
+def test_an_operator_has_no_places_to_filter_a_village_key_its_own() -> None:
+    summary = ProgramSummary(
+        program_id="sbd",
+        totals=FunnelCounts(),
+        ineligible_by_reason={},
+        by_district=[],
+        by_village=[
+            VillageSummary(district="Kota Tambolaka", village="Kalena Wanno", registered=2)
+        ],
+    )
+    assert views.places_of(summary, OPERATOR) is None
+    assert views.places_of(summary, VILLAGE) == [("Kota Tambolaka", "Kalena Wanno")]
 
 
 def test_a_rejection_lists_codes_with_indonesian_messages_and_masks_for_villages() -> None:
@@ -147,28 +156,30 @@ def test_a_workers_terms_read_from_their_timeline() -> None:
     assert [(h.term, h.steps, h.status) for h in refused] == [(1, ["Tidak layak"], "")]
 
 
-def test_per_day_and_per_month_rows_are_summed_within_the_keys_scope() -> None:
-    rows = [
-        ("2025-10-29", "Kota Tambolaka", "Kalena Wanno", 2),
-        (date(2025, 10, 29), "Wewewa Barat", "Kalembu", 5),
-        ("2025-10-30 00:00:00", "kota  tambolaka", "KALENA WANNO", 1),
-        (None, "Kota Tambolaka", "Kalena Wanno", 9),
-    ]
-    assert views.per_day(rows, OPERATOR) == {date(2025, 10, 29): 7, date(2025, 10, 30): 1}
-    assert views.per_day(rows, VILLAGE) == {date(2025, 10, 29): 2, date(2025, 10, 30): 1}
+def test_per_day_and_per_month_rows_are_summed() -> None:
+    rows = [("2025-10-29", 2), (date(2025, 10, 29), 5), ("2025-10-30 00:00:00", 1), (None, 9)]
+    assert views.per_day(rows) == {date(2025, 10, 29): 7, date(2025, 10, 30): 1}
 
     months = [
-        (1, "2025-10-01", 3, "Kota Tambolaka", "Kalena Wanno", 33_600),
-        (1, date(2025, 10, 1), 3, "Wewewa Barat", "Kalembu", 16_800),
-        (1, "2025-11-01", 2, "Kota Tambolaka", "Kalena Wanno", 16_800),
-        (2, "2026-01-01", 3, "Kota Tambolaka", "Kalena Wanno", 33_600),
+        (1, "2025-10-01", 3, 33_600),
+        (1, date(2025, 10, 1), 3, 16_800),
+        (1, "2025-11-01", 2, 16_800),
+        (2, "2026-01-01", 3, None),
     ]
-    assert views.month_lines(months, OPERATOR) == [
+    assert views.month_lines(months) == [
         (1, date(2025, 10, 1), 3, 50_400),
         (1, date(2025, 11, 1), 2, 16_800),
-        (2, date(2026, 1, 1), 3, 33_600),
+        (2, date(2026, 1, 1), 3, 0),
     ]
-    assert views.month_lines(months, VILLAGE)[0] == (1, date(2025, 10, 1), 3, 33_600)
+
+
+def test_a_charts_text_names_the_total_the_span_and_the_busiest_day() -> None:
+    days = {date(2025, 10, 29): 5_000, date(2025, 10, 30): 600}
+    assert views.describe_days("terdaftar", days) == (
+        "5.600 peserta terdaftar dari 29 Okt 2025 sampai 30 Okt 2025; terbanyak 5.000 pada "
+        "29 Okt 2025."
+    )
+    assert views.describe_days("aktif", {}) == "Belum ada peserta aktif."
 
 
 def test_the_indonesian_half_of_a_bilingual_message() -> None:

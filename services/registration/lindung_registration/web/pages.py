@@ -366,12 +366,13 @@ def _router(
         key = session.key
         today = service.clock.now().date()
         summary = await summarise(service, program_id, key)
+        places = views.places_of(summary, key)
         terms = (await views.terms_of(service, [program_id])).get(program_id, [])
         categories, series = charts.month_series(
-            await views.cost_per_month(service, program_id, key)
+            await views.cost_per_month(service, program_id, places)
         )
-        registrations = await views.registrations_per_day(service, program_id, key)
-        activations = await views.activations_per_day(service, program_id, key)
+        registrations = await views.registrations_per_day(service, program_id, places)
+        activations = await views.activations_per_day(service, program_id, places)
         return {
             "program": program,
             "card": views.programme_card(program, terms, summary.totals, today),
@@ -379,8 +380,8 @@ def _router(
             "summary": summary,
             "villages": views.scoped_summary(summary),
             "funnel_of": views.funnel_counts,
-            "invoices": await views.invoices_of(service, program_id, key),
-            "rejections": await views.latest_rejections(service, program_id, key),
+            "invoices": await views.invoices_of(service, program_id, places),
+            "rejections": await views.latest_rejections(service, program_id, key, places),
             "imports": await views.imports_of(service, program_id, key),
             "registrations_chart": charts.bar_chart(
                 charts.daily_points(registrations),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import and_, false, func, or_
 from sqlmodel import col, select
 
 from lindung_registration.api import FunnelCounts, ProgramSummary
@@ -153,20 +153,17 @@ class InvoiceView:
 
 
 def invoices(
-    lines: Iterable[tuple[int, str, str, str, int, int]],
+    lines: Iterable[tuple[int, str, int, int]],
     payments: Mapping[str, tuple[int, datetime | None]],
-    key: ApiKey,
 ) -> list[InvoiceView]:
-    """Invoices per term from term lines grouped by (term, invoice, kecamatan, desa, count,
-    amount), as the key may see them: a village key sees its desa's part of each invoice. The
-    paid amount is the invoice's (payments are per invoice, not per desa)."""
+    """Invoices per term from term lines grouped by (term, invoice): count and amount, within
+    the caller's places (a village key sees its desa's part of each invoice). The paid amount is
+    the invoice's: payments are per invoice, not per desa."""
     found: dict[tuple[int, str], InvoiceView] = {}
-    for term, invoice_id, district, village, workers, amount in lines:
-        if not key.covers(village, district):
-            continue
-        view = found.setdefault((term, invoice_id), InvoiceView(term, invoice_id, 0, 0))
+    for term, invoice_id, workers, amount in lines:
+        view = found.setdefault((int(term), invoice_id), InvoiceView(int(term), invoice_id, 0, 0))
         view.workers += int(workers)
-        view.amount_idr += int(amount)
+        view.amount_idr += int(amount or 0)
     for view in found.values():
         view.paid_idr, view.paid_at = payments.get(view.invoice_id, (0, None))
     return [found[k] for k in sorted(found)]
@@ -238,25 +235,26 @@ def term_history(entries: Iterable[tuple[str, Mapping[str, Any]]]) -> list[TermH
     return [terms[t] for t in sorted(terms)]
 
 
-def per_day(rows: Iterable[tuple[Any, str, str, int]], key: ApiKey) -> dict[date, int]:
-    """(day, kecamatan, desa, count) rows, as the key may see them, summed per day."""
+def _as_date(value: Any) -> date:
+    """A day as the database hands it back: a date (PostgreSQL) or ISO text (SQLite)."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def per_day(rows: Iterable[tuple[Any, int]]) -> dict[date, int]:
+    """(day, count) rows, summed per day (a day may come in several rows)."""
     days: dict[date, int] = defaultdict(int)
-    for day, district, village, count in rows:
-        if day is not None and key.covers(village, district):
-            days[day if isinstance(day, date) else date.fromisoformat(str(day)[:10])] += int(count)
+    for day, count in rows:
+        if day is not None:
+            days[_as_date(day)] += int(count)
     return dict(days)
 
 
-def month_lines(
-    rows: Iterable[tuple[int, Any, int, str, str, int]], key: ApiKey
-) -> list[tuple[int, date, int, int]]:
-    """(term, first month, months, kecamatan, desa, monthly total) rows, as the key may see
-    them, summed over desa: what `charts.month_series` draws."""
+def month_lines(rows: Iterable[tuple[int, Any, int, int]]) -> list[tuple[int, date, int, int]]:
+    """(term, first month, months, monthly total) rows, summed per (term, first month, months):
+    what `charts.month_series` draws."""
     found: dict[tuple[int, date, int], int] = defaultdict(int)
-    for term, first, months, district, village, total in rows:
-        if key.covers(village, district):
-            start = first if isinstance(first, date) else date.fromisoformat(str(first)[:10])
-            found[(int(term), start, int(months))] += int(total or 0)
+    for term, first, months, total in rows:
+        found[(int(term), _as_date(first), int(months))] += int(total or 0)
     return [(*k, v) for k, v in sorted(found.items())]
 
 
@@ -297,24 +295,43 @@ async def programmes(service: Service) -> list[KnownProgram]:
         )
 
 
-async def invoices_of(service: Service, program_id: str, key: ApiKey) -> list[InvoiceView]:
-    line, status = TermLine, WorkerStatus
+#: The (kecamatan, desa) pairs a caller may see, exactly as stored, or None for every one (an
+#: operator): taken from the summary, which judged each pair with `ApiKey.covers`. Queries
+#: filter on them in SQL (the worker_status (program, kecamatan, desa) index), so a village
+#: key's page reads its desa's rows only, and an operator's reads no place at all.
+Places = list[tuple[str, str]] | None
+
+
+def places_of(summary: ProgramSummary, key: ApiKey) -> Places:
+    if key.role == "operator":
+        return None
+    return [(v.district, v.village) for v in summary.by_village]
+
+
+def _within(statement: Any, worker_id: Any, places: Places) -> Any:
+    """`statement` limited to workers of `places` (joined to their funnel row for the place)."""
+    if places is None:
+        return statement
+    status = WorkerStatus
+    return statement.join(status, col(status.worker_id) == worker_id).where(
+        or_(
+            false(),
+            *(
+                and_(col(status.district) == district, col(status.village) == village)
+                for district, village in places
+            ),
+        )
+    )
+
+
+async def invoices_of(service: Service, program_id: str, places: Places) -> list[InvoiceView]:
+    line = TermLine
+    query = select(  # type: ignore[call-overload]
+        line.term, line.invoice_id, func.count(), func.sum(line.amount_idr)
+    ).where(line.program_id == program_id)
+    query = _within(query, col(line.worker_id), places).group_by(line.term, line.invoice_id)
     async with service.database.read_session() as session:
-        lines = (
-            await session.exec(
-                select(  # type: ignore[call-overload]
-                    line.term,
-                    line.invoice_id,
-                    status.district,
-                    status.village,
-                    func.count(),
-                    func.sum(line.amount_idr),
-                )
-                .join(status, col(status.worker_id) == col(line.worker_id))
-                .where(line.program_id == program_id)
-                .group_by(line.term, line.invoice_id, status.district, status.village)
-            )
-        ).all()
+        lines = (await session.exec(query)).all()
         ids = sorted({row[1] for row in lines})
         paid = (
             (
@@ -332,98 +349,97 @@ async def invoices_of(service: Service, program_id: str, key: ApiKey) -> list[In
             else []
         )
     payments = {invoice: (int(amount or 0), at) for invoice, amount, at in paid}
-    return invoices(lines, payments, key)
+    return invoices(lines, payments)
 
 
 async def cost_per_month(
-    service: Service, program_id: str, key: ApiKey
+    service: Service, program_id: str, places: Places
 ) -> list[tuple[int, date, int, int]]:
-    line, status = TermLine, WorkerStatus
+    line = TermLine
+    query = select(  # type: ignore[call-overload]
+        line.term, line.first_month, line.months, func.sum(line.monthly_amount_idr)
+    ).where(line.program_id == program_id)
+    query = _within(query, col(line.worker_id), places).group_by(
+        line.term, line.first_month, line.months
+    )
     async with service.database.read_session() as session:
-        rows = (
-            await session.exec(
-                select(  # type: ignore[call-overload]
-                    line.term,
-                    line.first_month,
-                    line.months,
-                    status.district,
-                    status.village,
-                    func.sum(line.monthly_amount_idr),
-                )
-                .join(status, col(status.worker_id) == col(line.worker_id))
-                .where(line.program_id == program_id)
-                .group_by(line.term, line.first_month, line.months, status.district, status.village)
-            )
-        ).all()
-    return month_lines(rows, key)
+        return month_lines((await session.exec(query)).all())
 
 
-async def registrations_per_day(service: Service, program_id: str, key: ApiKey) -> dict[date, int]:
+async def registrations_per_day(
+    service: Service, program_id: str, places: Places
+) -> dict[date, int]:
     day = func.date(Worker.registered_at)
-    async with service.database.read_session() as session:
-        rows = (
-            await session.exec(
-                select(day, Worker.district, Worker.village, func.count())  # type: ignore[call-overload]
-                .where(Worker.program_id == program_id)
-                .group_by(day, Worker.district, Worker.village)
+    query = select(day, func.count()).where(Worker.program_id == program_id)  # type: ignore[call-overload]
+    if places is not None:
+        query = query.where(
+            or_(
+                false(),
+                *(and_(col(Worker.district) == d, col(Worker.village) == v) for d, v in places),
             )
-        ).all()
-    return per_day(rows, key)
+        )
+    async with service.database.read_session() as session:
+        return per_day((await session.exec(query.group_by(day))).all())
 
 
-async def activations_per_day(service: Service, program_id: str, key: ApiKey) -> dict[date, int]:
-    entry, status = TimelineEntry, WorkerStatus
+async def activations_per_day(service: Service, program_id: str, places: Places) -> dict[date, int]:
+    entry = TimelineEntry
     day = func.date(entry.occurred_at)
+    query = select(day, func.count()).where(  # type: ignore[call-overload]
+        entry.program_id == program_id, entry.kind == "coverage_activated"
+    )
+    if places is not None:
+        # By the NIKs of the desa's funnel rows: the timeline's index is by NIK, so the
+        # database reads the desa's entries only, not the programme's.
+        status = WorkerStatus
+        in_places = select(status.nik).where(
+            status.program_id == program_id,
+            or_(
+                false(),
+                *(and_(col(status.district) == d, col(status.village) == v) for d, v in places),
+            ),
+        )
+        query = query.where(col(entry.nik).in_(in_places))
+    query = query.group_by(day)
     async with service.database.read_session() as session:
-        rows = (
-            await session.exec(
-                select(day, status.district, status.village, func.count())  # type: ignore[call-overload]
-                .join(status, col(status.worker_id) == col(entry.worker_id))
-                .where(entry.program_id == program_id, entry.kind == "coverage_activated")
-                .group_by(day, status.district, status.village)
-            )
-        ).all()
-    return per_day(rows, key)
+        return per_day((await session.exec(query)).all())
 
 
 async def latest_rejections(
-    service: Service, program_id: str, key: ApiKey, limit: int = 20
+    service: Service, program_id: str, key: ApiKey, places: Places, limit: int = 20
 ) -> list[RejectionView]:
-    """The newest refusals the key may see. Registration refusals carry their desa in
-    `rejected_request`; eligibility refusals are their worker's."""
+    """The newest refusals within `places`. A registration refusal's desa is in
+    `rejected_request`; an eligibility refusal's is its worker's."""
     entry = TimelineEntry
-    found: list[RejectionView] = []
-    scanned, page = 0, 500
-    async with service.database.read_session() as session:
-        while len(found) < limit:
-            rows = (
-                await session.exec(
-                    select(  # type: ignore[call-overload]
-                        entry.kind,
-                        entry.occurred_at,
-                        entry.nik,
-                        entry.details,
-                        func.coalesce(Worker.district, RejectedRequest.district),
-                        func.coalesce(Worker.village, RejectedRequest.village),
-                    )
-                    .outerjoin(Worker, col(Worker.worker_id) == col(entry.worker_id))
-                    .outerjoin(
-                        RejectedRequest, col(RejectedRequest.event_id) == col(entry.event_id)
-                    )
-                    .where(entry.program_id == program_id, col(entry.kind).in_(REJECTION_KINDS))
-                    .order_by(col(entry.occurred_at).desc(), col(entry.event_id))
-                    .offset(scanned)
-                    .limit(page)
+    query = (
+        select(entry.kind, entry.occurred_at, entry.nik, entry.details)  # type: ignore[call-overload]
+        .where(entry.program_id == program_id, col(entry.kind).in_(REJECTION_KINDS))
+        .order_by(col(entry.occurred_at).desc(), col(entry.event_id))
+        .limit(limit)
+    )
+    if places is not None:
+        query = (
+            query.outerjoin(Worker, col(Worker.worker_id) == col(entry.worker_id))
+            .outerjoin(RejectedRequest, col(RejectedRequest.event_id) == col(entry.event_id))
+            .where(
+                or_(
+                    false(),
+                    *(
+                        or_(
+                            and_(col(Worker.district) == d, col(Worker.village) == v),
+                            and_(
+                                col(RejectedRequest.district) == d,
+                                col(RejectedRequest.village) == v,
+                            ),
+                        )
+                        for d, v in places
+                    ),
                 )
-            ).all()
-            for kind, at, nik, details, district, village in rows:
-                if key.covers(village, district) and len(found) < limit:
-                    found.append(rejection(kind, at, nik, json.loads(details), key))
-            scanned += len(rows)
-            # A village key's refusals may be few among many: scan a few pages, not the table.
-            if len(rows) < page or scanned >= 5 * page:
-                break
-    return found
+            )
+        )
+    async with service.database.read_session() as session:
+        rows = (await session.exec(query)).all()
+    return [rejection(kind, at, nik, json.loads(details), key) for kind, at, nik, details in rows]
 
 
 async def imports_of(
