@@ -12,23 +12,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal
 
+from lindung_runtime.bahasa import BULAN
 from lindung_runtime.privacy import mask_nik
 from lindung_runtime.spreadsheets import csv_text
-
-BULAN = (
-    "Januari",
-    "Februari",
-    "Maret",
-    "April",
-    "Mei",
-    "Juni",
-    "Juli",
-    "Agustus",
-    "September",
-    "Oktober",
-    "November",
-    "Desember",
-)
 
 
 @dataclass(frozen=True)

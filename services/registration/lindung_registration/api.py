@@ -585,18 +585,7 @@ def _router(service: Service, importer: Importer) -> APIRouter:
         responses={200: {"content": {"text/csv": {}}}, 404: {"model": ErrorAnswer}},
     )
     async def import_errors(import_id: str, key: Caller) -> StreamingResponse:
-        job = await visible_import(importer, import_id, key)
-
-        async def body() -> AsyncIterator[str]:
-            yield rejected_csv_header()
-            async for number, values, reason in importer.rejected_rows(job.import_id):
-                yield rejected_csv_line(number, values, reason)
-
-        return StreamingResponse(
-            body(),
-            media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="ditolak-{job.import_id}.csv"'},
-        )
+        return errors_csv(importer, await visible_import(importer, import_id, key))
 
     @router.get(
         "/workers/{nik}",
@@ -790,6 +779,21 @@ async def visible_import(importer: Importer, import_id: str, key: ApiKey) -> Imp
     if key.role != "operator" and job.submitted_by != key.name:
         raise HTTPException(403, "Impor milik kunci lain / The import belongs to another key")
     return job
+
+
+def errors_csv(importer: Importer, job: ImportJob) -> StreamingResponse:
+    """An import's rejected rows with the reason beside each, streamed a page at a time."""
+
+    async def body() -> AsyncIterator[str]:
+        yield rejected_csv_header()
+        async for number, values, reason in importer.rejected_rows(job.import_id):
+            yield rejected_csv_line(number, values, reason)
+
+    return StreamingResponse(
+        body(),
+        media_type="text/csv; charset=utf-8",
+        headers=attachment(f"ditolak-{job.import_id}.csv"),
+    )
 
 
 def attachment(filename: str) -> dict[str, str]:

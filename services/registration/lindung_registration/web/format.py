@@ -14,24 +14,12 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+from lindung_runtime.bahasa import BULAN, BULAN_SINGKAT
+
 if TYPE_CHECKING:  # the pages import jinja2; these functions do not need it
     import jinja2
 
-BULAN_SINGKAT = ("Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des")
-BULAN_PANJANG = (
-    "Januari",
-    "Februari",
-    "Maret",
-    "April",
-    "Mei",
-    "Juni",
-    "Juli",
-    "Agustus",
-    "September",
-    "Oktober",
-    "November",
-    "Desember",
-)
+BULAN_PANJANG = BULAN
 
 _PERIOD = re.compile(r"(\d{4})-(\d{2})")
 

@@ -33,6 +33,7 @@ from lindung_registration.api import (
     RenewalAnswer,
     RenewalIn,
     attachment,
+    errors_csv,
     handover_term,
     renew,
     require_program,
@@ -51,8 +52,6 @@ from lindung_registration.handover import handover_csv
 from lindung_registration.imports import Importer
 from lindung_registration.settings import RegistrationSettings
 from lindung_registration.spreadsheet import (
-    rejected_csv_header,
-    rejected_csv_line,
     template_csv,
 )
 from lindung_registration.uploads import file_part
@@ -529,18 +528,7 @@ def _router(
 
     @router.get("/imports/{import_id}/errors.csv")
     async def import_errors(import_id: str, session: Staff) -> Response:
-        job = await visible_import(importer, import_id, session.key)
-
-        async def body() -> AsyncIterator[str]:
-            yield rejected_csv_header()
-            async for number, values, reason in importer.rejected_rows(job.import_id):
-                yield rejected_csv_line(number, values, reason)
-
-        return StreamingResponse(
-            body(),
-            media_type="text/csv; charset=utf-8",
-            headers=attachment(f"ditolak-{job.import_id}.csv"),
-        )
+        return errors_csv(importer, await visible_import(importer, import_id, session.key))
 
     @router.get("/programs/{program_id}/villages/workers.csv")
     async def village_list(
