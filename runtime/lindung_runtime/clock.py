@@ -6,6 +6,12 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored instant, aware: SQLite hands back naive datetimes for timezone-aware columns,
+    and every instant Lindung stores is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 

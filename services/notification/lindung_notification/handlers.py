@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import aiosmtplib
@@ -53,6 +53,7 @@ from lindung_notification.domain import (
 )
 from lindung_notification.settings import NotificationSettings
 from lindung_runtime import Service
+from lindung_runtime.clock import as_utc
 from lindung_runtime.lease import Lease
 from lindung_runtime.logging import get_logger
 from lindung_runtime.messages import Message, Outgoing, Transaction, latest
@@ -340,9 +341,9 @@ class DigestDispatcher:
             ).all()
         ready = []
         for digest, gathered in rows:
-            if digest.next_attempt_at is not None and _aware(digest.next_attempt_at) > now:
+            if digest.next_attempt_at is not None and as_utc(digest.next_attempt_at) > now:
                 continue
-            if gathered >= digest.expected_size or _aware(digest.updated_at) <= quiet_since:
+            if gathered >= digest.expected_size or as_utc(digest.updated_at) <= quiet_since:
                 ready.append(digest.digest_id)
         return ready
 
@@ -472,8 +473,3 @@ def _compose(digest: Digest, program: Program, workers: list[DigestWorker]) -> D
             renewed_until=digest.renewed_until,
         )
     raise ValueError(f"unknown digest kind {digest.kind!r}")
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes for timezone-aware columns; they were stored as UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

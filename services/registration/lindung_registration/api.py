@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import (
@@ -77,6 +77,7 @@ from lindung_registration.spreadsheet import (
 )
 from lindung_registration.uploads import FilePart, UploadError, file_part
 from lindung_runtime import Service
+from lindung_runtime.clock import as_utc
 from lindung_runtime.limits import BodySizeLimit, too_large_message
 from lindung_runtime.logging import get_logger
 from lindung_runtime.messages import Transaction
@@ -118,12 +119,7 @@ CSV_ANSWER: dict[str, Any] = {"content": {"text/csv": {}}}
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def _as_utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every instant Lindung stores is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-Instant = Annotated[datetime, AfterValidator(_as_utc)]
+Instant = Annotated[datetime, AfterValidator(as_utc)]
 
 
 # --- bodies and answers -------------------------------------------------------------------------
@@ -1096,7 +1092,7 @@ async def timeline_of(service: Service, nik: str, key: ApiKey) -> Timeline:
                 "invoice_id": p.invoice_id,
                 "amount_idr": p.amount_idr,
                 "reference": p.reference,
-                "paid_at": _as_utc(p.paid_at).isoformat(),
+                "paid_at": as_utc(p.paid_at).isoformat(),
             },
         )
         for p in payments

@@ -27,6 +27,7 @@ from lindung_registration.auth import ApiKey, KeyStore
 from lindung_registration.db import WebSession
 from lindung_registration.settings import RegistrationSettings
 from lindung_runtime import Service
+from lindung_runtime.clock import as_utc
 from lindung_runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -88,9 +89,6 @@ class Sessions:
     def _now(self) -> datetime:
         return self.service.clock.now()
 
-    def _aware(self, moment: datetime) -> datetime:
-        return moment if moment.tzinfo else moment.replace(tzinfo=self._now().tzinfo)
-
     async def open(self, key: ApiKey) -> tuple[str, StaffSession]:
         """A new session for `key`: its cookie token and the session. Ended sessions of every
         key are swept here, so the table holds live ones only."""
@@ -129,7 +127,7 @@ class Sessions:
         if found is None:
             return None
         key = self.keys.by_hash(found.key_sha256)
-        seen, created = self._aware(found.seen_at), self._aware(found.created_at)
+        seen, created = as_utc(found.seen_at), as_utc(found.created_at)
         if key is None or now - seen > self.idle or now - created > self.lifetime:
             await self.close(token)
             return None
