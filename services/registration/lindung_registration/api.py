@@ -365,6 +365,12 @@ class ProgramSummary(BaseModel):
     by_village: list[VillageSummary]
 
 
+#: What the two spreadsheet uploads (workers, membership numbers) may answer besides 2xx.
+UPLOAD_ANSWERS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorAnswer, "description": "No such programme published"},
+    413: {"model": ErrorAnswer, "description": "File larger than IMPORT_MAX_BYTES"},
+    415: {"model": ErrorAnswer, "description": "Neither CSV nor XLSX"},
+}
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorAnswer, "description": "The body cannot be parsed (not JSON/multipart)"},
     413: {"model": ErrorAnswer, "description": "The body is larger than API_MAX_BODY_BYTES"},
@@ -487,27 +493,14 @@ def _router(service: Service, importer: Importer) -> APIRouter:
         response_model=ImportAccepted,
         tags=["imports"],
         summary="Import a CSV or XLSX spreadsheet of workers",
-        responses={
-            404: {"model": ErrorAnswer, "description": "No such programme published"},
-            413: {"model": ErrorAnswer, "description": "File larger than IMPORT_MAX_BYTES"},
-            415: {"model": ErrorAnswer, "description": "Neither CSV nor XLSX"},
-        },
+        responses=UPLOAD_ANSWERS,
         openapi_extra={"requestBody": UPLOAD_BODY},
     )
     async def start_import(program_id: ProgramId, request: Request, key: Caller) -> ImportAccepted:
         """Accepted at once and registered in the background: follow `progress_url`. Columns
         as in `GET /imports/template.csv` (Indonesian or English headers)."""
         await require_program(service, program_id)  # before reading a file meant for nothing
-        # The body is read here, after `key` was checked (a body parameter would be read first).
-        with upload_answers(importer.settings.import_max_bytes):
-            upload, file_format = await spreadsheet_part(request)
-            job = await importer.accept(
-                upload.chunks,
-                program_id=program_id,
-                filename=upload.filename or f"upload.{file_format}",
-                file_format=file_format,
-                key=key,
-            )
+        job = await accept_spreadsheet(importer, request, program_id, key)
         return ImportAccepted(
             import_id=job.import_id,
             status=job.status,
@@ -681,12 +674,7 @@ def _router(service: Service, importer: Importer) -> APIRouter:
         worker confirmed for the term, by kecamatan, desa and name. Cells that would start a
         formula are written with a leading apostrophe."""
         await handover_term(service, program_id, term, key)
-        log.info("handover_exported", program_id=program_id, term=term, format="csv")
-        return StreamingResponse(
-            handover_csv(service, program_id, term),
-            media_type="text/csv; charset=utf-8",
-            headers=attachment(f"serah-terima-{program_id}-T{term}.csv"),
-        )
+        return handover_csv_answer(service, program_id, term)
 
     @router.get(
         "/programs/{program_id}/terms/{term}/handover.xlsx",
@@ -711,11 +699,7 @@ def _router(service: Service, importer: Importer) -> APIRouter:
         response_model=NumbersAnswer,
         tags=["handover"],
         summary="Upload BPJS Ketenagakerjaan's membership numbers: NIK → NOMOR_KPJ (operator)",
-        responses={
-            404: {"model": ErrorAnswer, "description": "No such programme published"},
-            413: {"model": ErrorAnswer, "description": "File larger than IMPORT_MAX_BYTES"},
-            415: {"model": ErrorAnswer, "description": "Neither CSV nor XLSX"},
-        },
+        responses=UPLOAD_ANSWERS,
         openapi_extra={"requestBody": UPLOAD_BODY},
     )
     async def upload_numbers(program_id: ProgramId, request: Request, key: Caller) -> NumbersAnswer:
@@ -741,6 +725,40 @@ async def spreadsheet_part(request: Request) -> tuple[FilePart, str]:
     Read from the stream here, after the key was checked (a body parameter is read first)."""
     upload = await file_part(request.stream(), request.headers.get("content-type"), "file")
     return upload, spreadsheet_format(upload)
+
+
+async def accept_spreadsheet(
+    importer: Importer,
+    request: Request,
+    program_id: str,
+    key: ApiKey,
+    check: Callable[[FilePart], None] | None = None,
+) -> ImportJob:
+    """Read the request's spreadsheet into an import, with the answers of `upload_answers`.
+    The body is read here, after the key was checked (a body parameter is read first);
+    `check` sees the form's fields before the file is read (the staff pages' CSRF token)."""
+    with upload_answers(importer.settings.import_max_bytes):
+        upload = await file_part(request.stream(), request.headers.get("content-type"), "file")
+        if check is not None:
+            check(upload)
+        file_format = spreadsheet_format(upload)
+        return await importer.accept(
+            upload.chunks,
+            program_id=program_id,
+            filename=upload.filename or f"upload.{file_format}",
+            file_format=file_format,
+            key=key,
+        )
+
+
+def handover_csv_answer(service: Service, program_id: str, term: int) -> StreamingResponse:
+    """A term's handover as a CSV download (the caller checked `handover_term`)."""
+    log.info("handover_exported", program_id=program_id, term=term, format="csv")
+    return StreamingResponse(
+        handover_csv(service, program_id, term),
+        media_type="text/csv; charset=utf-8",
+        headers=attachment(f"serah-terima-{program_id}-T{term}.csv"),
+    )
 
 
 def spreadsheet_format(upload: FilePart) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,15 +32,15 @@ from lindung_registration.api import (
     NO_SUCH_WORKER,
     RenewalAnswer,
     RenewalIn,
+    accept_spreadsheet,
     attachment,
     errors_csv,
+    handover_csv_answer,
     handover_term,
     renew,
     require_program,
-    spreadsheet_format,
     summarise,
     timeline_of,
-    upload_answers,
     validation_error,
     visible_import,
     worker_of,
@@ -48,13 +48,11 @@ from lindung_registration.api import (
 from lindung_registration.auth import KeyStore
 from lindung_registration.db import MembershipNumber, Worker, WorkerStatus
 from lindung_registration.domain import coverage_status, normalise_nik
-from lindung_registration.handover import handover_csv
 from lindung_registration.imports import Importer
 from lindung_registration.settings import RegistrationSettings
 from lindung_registration.spreadsheet import (
     template_csv,
 )
-from lindung_registration.uploads import file_part
 from lindung_registration.web import charts, format, views
 from lindung_registration.web.session import (
     COOKIE,
@@ -240,6 +238,17 @@ async def staff(request: Request) -> StaffSession:
 Staff = Annotated[StaffSession, Depends(staff)]
 
 
+def require_token(fields: Mapping[str, str], session: StaffSession, again: str) -> None:
+    """403 unless the form carries the session's CSRF token; `again` is what the user does once
+    the page is reloaded (kirim, unggah)."""
+    if not same_token(fields.get("csrf_token"), session.csrf_token):
+        raise HTTPException(
+            403,
+            "Formulir ini kedaluwarsa atau tidak dikirim dari halaman Lindung: muat ulang "
+            f"halaman lalu {again} lagi / Missing or wrong CSRF token",
+        )
+
+
 def _router(
     service: Service,
     keys: KeyStore,
@@ -253,12 +262,7 @@ def _router(
         """The form's fields, once its CSRF token is the session's; 403 otherwise."""
         form = await request.form()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        if not same_token(fields.get("csrf_token"), session.csrf_token):
-            raise HTTPException(
-                403,
-                "Formulir ini kedaluwarsa atau tidak dikirim dari halaman Lindung: muat ulang "
-                "halaman lalu kirim lagi / Missing or wrong CSRF token",
-            )
+        require_token(fields, session, "kirim")
         return fields
 
     def cookie(response: Response, request: Request, name: str, value: str, age: int) -> None:
@@ -425,22 +429,13 @@ def _router(
     @router.post("/programs/{program_id}/imports")
     async def upload(request: Request, program_id: str, session: Staff) -> Response:
         await require_program(service, program_id)
-        with upload_answers(settings.import_max_bytes):
-            part = await file_part(request.stream(), request.headers.get("content-type"), "file")
-            if not same_token(part.fields.get("csrf_token"), session.csrf_token):
-                raise HTTPException(
-                    403,
-                    "Formulir ini kedaluwarsa atau tidak dikirim dari halaman Lindung: muat "
-                    "ulang halaman lalu unggah lagi / Missing or wrong CSRF token",
-                )
-            file_format = spreadsheet_format(part)
-            job = await importer.accept(
-                part.chunks,
-                program_id=program_id,
-                filename=part.filename or f"upload.{file_format}",
-                file_format=file_format,
-                key=session.key,
-            )
+        job = await accept_spreadsheet(
+            importer,
+            request,
+            program_id,
+            session.key,
+            check=lambda part: require_token(part.fields, session, "unggah"),
+        )
         return RedirectResponse(f"/ui/imports/{job.import_id}", status_code=303)
 
     @router.post("/programs/{program_id}/renewals", response_class=HTMLResponse)
@@ -594,12 +589,7 @@ def _router(
     @router.get("/programs/{program_id}/terms/{term}/handover.csv")
     async def handover(program_id: str, term: int, session: Staff) -> Response:
         await handover_term(service, program_id, term, session.key)
-        log.info("handover_exported", program_id=program_id, term=term, format="csv")
-        return StreamingResponse(
-            handover_csv(service, program_id, term),
-            media_type="text/csv; charset=utf-8",
-            headers=attachment(f"serah-terima-{program_id}-T{term}.csv"),
-        )
+        return handover_csv_answer(service, program_id, term)
 
     @router.get("/workers", response_class=HTMLResponse)
     async def search_page(
