@@ -128,15 +128,24 @@ def handover_cells(row: Any) -> list[str]:
     ]
 
 
+async def streamed_pages(
+    service: Service, query: Any, size: int = PAGE_ROWS
+) -> AsyncIterator[Sequence[Any]]:
+    """A query's rows, `size` at a time, from one streamed (server-side) cursor: an export of
+    100,000 workers never holds them all."""
+    async with service.database.read_session() as session:
+        connection = await session.connection()
+        result = await connection.stream(query)
+        async for page in result.partitions(size):
+            yield page
+
+
 async def handover_pages(
     service: Service, program_id: str, term: int, size: int = PAGE_ROWS
 ) -> AsyncIterator[list[list[str]]]:
     """The handover's rows, `size` at a time, from one streamed query."""
-    async with service.database.read_session() as session:
-        connection = await session.connection()
-        result = await connection.stream(handover_query(program_id, term))
-        async for page in result.partitions(size):
-            yield [handover_cells(row) for row in page]
+    async for page in streamed_pages(service, handover_query(program_id, term), size):
+        yield [handover_cells(row) for row in page]
 
 
 async def handover_csv(service: Service, program_id: str, term: int) -> AsyncIterator[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,7 +25,6 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
-from sqlmodel import col, select
 from starlette.exceptions import HTTPException
 
 from lindung_registration.api import (
@@ -46,8 +45,7 @@ from lindung_registration.api import (
     worker_of,
 )
 from lindung_registration.auth import KeyStore
-from lindung_registration.db import MembershipNumber, Worker, WorkerStatus
-from lindung_registration.domain import coverage_status, normalise_nik
+from lindung_registration.domain import normalise_nik
 from lindung_registration.imports import Importer
 from lindung_registration.settings import RegistrationSettings
 from lindung_registration.spreadsheet import (
@@ -69,7 +67,6 @@ from lindung_registration.web.session import (
 from lindung_runtime import Service
 from lindung_runtime.limits import too_large_message
 from lindung_runtime.logging import get_logger
-from lindung_runtime.spreadsheets import csv_text
 
 log = get_logger(__name__)
 
@@ -538,50 +535,9 @@ def _router(
         if not key.covers(village, district):
             raise HTTPException(404, "Desa ini tidak ada dalam program yang dapat Anda lihat")
 
-        async def body() -> AsyncIterator[str]:
-            yield csv_text([VILLAGE_COLUMNS])
-            async with service.database.read_session() as reading:
-                result = await reading.stream(
-                    select(  # type: ignore[call-overload]
-                        Worker.nik,
-                        Worker.full_name,
-                        Worker.gender,
-                        Worker.occupation,
-                        Worker.village,
-                        Worker.district,
-                        WorkerStatus.coverage_rank,
-                        MembershipNumber.kpj,
-                    )
-                    .outerjoin(WorkerStatus, col(WorkerStatus.worker_id) == col(Worker.worker_id))
-                    .outerjoin(
-                        MembershipNumber, col(MembershipNumber.worker_id) == col(Worker.worker_id)
-                    )
-                    .where(
-                        Worker.program_id == program_id,
-                        Worker.district == district,
-                        Worker.village == village,
-                    )
-                    .order_by(col(Worker.full_name), col(Worker.worker_id))
-                    .execution_options(yield_per=1000)
-                )
-                async for rows in result.partitions(1000):
-                    yield csv_text(
-                        [
-                            views.show_nik(nik, key),
-                            name,
-                            gender,
-                            occupation,
-                            desa,
-                            kecamatan,
-                            _status_text(rank),
-                            kpj or "",
-                        ]
-                        for nik, name, gender, occupation, desa, kecamatan, rank, kpj in rows
-                    )
-
         log.info("village_list_exported", program_id=program_id, key=key.name)
         return StreamingResponse(
-            body(),
+            views.village_csv(service, program_id, district, village, key),
             media_type="text/csv; charset=utf-8",
             headers=attachment(f"peserta-{program_id}-{_slug(district)}-{_slug(village)}.csv"),
         )
@@ -642,16 +598,6 @@ def _router(
 
 
 INTEGERS = ("quota", "reported_income_idr")
-VILLAGE_COLUMNS = [
-    "NIK",
-    "NAMA_LENGKAP",
-    "JENIS_KELAMIN",
-    "PEKERJAAN",
-    "DESA",
-    "KECAMATAN",
-    "STATUS",
-    "NOMOR_KPJ",
-]
 RENEWAL_FIELDS = {
     "term_start": "Mulai masa",
     "term_end": "Akhir masa",
@@ -669,14 +615,6 @@ def _renewal_errors(error: ValidationError | ValueError) -> list[str]:
             for e in error.errors()[:10]
         ]
     return ["Kuota dan dasar iuran harus berupa angka bulat"]
-
-
-def _status_text(rank: int | None) -> str:
-    found = coverage_status(rank or 0)
-    if found is None:
-        return "Terdaftar"
-    name, term = found
-    return f"{views.STATUS_NAMES[name]} (masa {term})"
 
 
 def _slug(text: str) -> str:

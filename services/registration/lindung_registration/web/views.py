@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -23,6 +23,7 @@ from lindung_registration.db import (
     ImportJob,
     KnownProgram,
     KnownTerm,
+    MembershipNumber,
     PaymentRecord,
     RejectedRequest,
     TermLine,
@@ -30,10 +31,12 @@ from lindung_registration.db import (
     Worker,
     WorkerStatus,
 )
-from lindung_registration.domain import normalise_nik
+from lindung_registration.domain import coverage_status, normalise_nik
+from lindung_registration.handover import streamed_pages
 from lindung_registration.web import format
 from lindung_runtime import Service
 from lindung_runtime.privacy import mask_nik
+from lindung_runtime.spreadsheets import csv_text
 
 #: The funnel as staff read it, in order; `rejected` and `ended` stand beside it.
 FUNNEL: tuple[tuple[str, str], ...] = (
@@ -308,19 +311,21 @@ def places_of(summary: ProgramSummary, key: ApiKey) -> Places:
     return [(v.district, v.village) for v in summary.by_village]
 
 
+def _in_places(table: Any, places: list[tuple[str, str]]) -> Any:
+    """`table`'s row is of one of `places` (its `district` and `village` columns)."""
+    return or_(
+        false(),
+        *(and_(col(table.district) == d, col(table.village) == v) for d, v in places),
+    )
+
+
 def _within(statement: Any, worker_id: Any, places: Places) -> Any:
     """`statement` limited to workers of `places` (joined to their funnel row for the place)."""
     if places is None:
         return statement
     status = WorkerStatus
     return statement.join(status, col(status.worker_id) == worker_id).where(
-        or_(
-            false(),
-            *(
-                and_(col(status.district) == district, col(status.village) == village)
-                for district, village in places
-            ),
-        )
+        _in_places(status, places)
     )
 
 
@@ -372,12 +377,7 @@ async def registrations_per_day(
     day = func.date(Worker.registered_at)
     query = select(day, func.count()).where(Worker.program_id == program_id)  # type: ignore[call-overload]
     if places is not None:
-        query = query.where(
-            or_(
-                false(),
-                *(and_(col(Worker.district) == d, col(Worker.village) == v) for d, v in places),
-            )
-        )
+        query = query.where(_in_places(Worker, places))
     async with service.database.read_session() as session:
         return per_day((await session.exec(query.group_by(day))).all())
 
@@ -393,11 +393,7 @@ async def activations_per_day(service: Service, program_id: str, places: Places)
         # database reads the desa's entries only, not the programme's.
         status = WorkerStatus
         in_places = select(status.nik).where(
-            status.program_id == program_id,
-            or_(
-                false(),
-                *(and_(col(status.district) == d, col(status.village) == v) for d, v in places),
-            ),
+            status.program_id == program_id, _in_places(status, places)
         )
         query = query.where(col(entry.nik).in_(in_places))
     query = query.group_by(day)
@@ -421,21 +417,7 @@ async def latest_rejections(
         query = (
             query.outerjoin(Worker, col(Worker.worker_id) == col(entry.worker_id))
             .outerjoin(RejectedRequest, col(RejectedRequest.event_id) == col(entry.event_id))
-            .where(
-                or_(
-                    false(),
-                    *(
-                        or_(
-                            and_(col(Worker.district) == d, col(Worker.village) == v),
-                            and_(
-                                col(RejectedRequest.district) == d,
-                                col(RejectedRequest.village) == v,
-                            ),
-                        )
-                        for d, v in places
-                    ),
-                )
-            )
+            .where(or_(_in_places(Worker, places), _in_places(RejectedRequest, places)))
         )
     async with service.database.read_session() as session:
         rows = (await session.exec(query)).all()
@@ -454,6 +436,68 @@ async def imports_of(
             (
                 await session.exec(query.order_by(col(ImportJob.created_at).desc()).limit(limit))
             ).all()
+        )
+
+
+VILLAGE_COLUMNS = [
+    "NIK",
+    "NAMA_LENGKAP",
+    "JENIS_KELAMIN",
+    "PEKERJAAN",
+    "DESA",
+    "KECAMATAN",
+    "STATUS",
+    "NOMOR_KPJ",
+]
+
+
+def status_text(rank: int | None) -> str:
+    found = coverage_status(rank or 0)
+    if found is None:
+        return "Terdaftar"
+    name, term = found
+    return f"{STATUS_NAMES[name]} (masa {term})"
+
+
+async def village_csv(
+    service: Service, program_id: str, district: str, village: str, key: ApiKey
+) -> AsyncIterator[str]:
+    """The workers of one desa (its exact names, as the per-desa table links them), for the
+    village office: a page of rows at a time, NIKs masked for a village key."""
+    query = (
+        select(  # type: ignore[call-overload]
+            Worker.nik,
+            Worker.full_name,
+            Worker.gender,
+            Worker.occupation,
+            Worker.village,
+            Worker.district,
+            WorkerStatus.coverage_rank,
+            MembershipNumber.kpj,
+        )
+        .outerjoin(WorkerStatus, col(WorkerStatus.worker_id) == col(Worker.worker_id))
+        .outerjoin(MembershipNumber, col(MembershipNumber.worker_id) == col(Worker.worker_id))
+        .where(
+            Worker.program_id == program_id,
+            Worker.district == district,
+            Worker.village == village,
+        )
+        .order_by(col(Worker.full_name), col(Worker.worker_id))
+    )
+    yield csv_text([VILLAGE_COLUMNS])
+    async for rows in streamed_pages(service, query):
+        yield csv_text(
+            [
+                show_nik(nik, key),
+                name,
+                gender,
+                occupation,
+                desa,
+                kecamatan,
+                status_text(rank),
+                kpj or "",
+            ]
+            for nik, name, gender, occupation, desa, kecamatan, rank, kpj in rows
         )
 
 
